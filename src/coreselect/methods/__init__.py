@@ -1,0 +1,28 @@
+"""Coreset methods and baselines; importing this package registers every method by name."""
+
+from coreselect.methods import full, random  # noqa: F401
+from coreselect.methods.base import (
+    EpochStrategy,
+    ExtraSet,
+    StepStrategy,
+    Strategy,
+    TrainPlan,
+)
+from coreselect.methods.registry import (
+    available_methods,
+    build_strategy,
+    get_method,
+    register,
+)
+
+__all__ = [
+    "EpochStrategy",
+    "ExtraSet",
+    "StepStrategy",
+    "Strategy",
+    "TrainPlan",
+    "available_methods",
+    "build_strategy",
+    "get_method",
+    "register",
+]
