@@ -1,0 +1,14 @@
+"""Per-example vectors computed from a model, shared by every selection method.
+
+Pure functions on tensors (``logit_gradients``, ``last_layer_gradients``) and one entry point
+on a training context (``compute``).
+"""
+
+from coreselect.signals.gradients import (
+    FEATURES,
+    compute,
+    last_layer_gradients,
+    logit_gradients,
+)
+
+__all__ = ["FEATURES", "compute", "last_layer_gradients", "logit_gradients"]
