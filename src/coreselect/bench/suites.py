@@ -1,0 +1,126 @@
+"""Benchmark suites: what runs, with which recipe (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method row of a suite.
+
+    ``label`` names the row; ``method`` and ``options`` build the strategy; ``tune`` maps an
+    option to candidate values chosen on validation (seed-0 runs, best final validation
+    accuracy); ``fractions`` restricts the row to some fractions (None: all).
+    """
+
+    label: str
+    method: str
+    options: dict = field(default_factory=dict)
+    tune: dict | None = None
+    fractions: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A side-by-side benchmark: one model and recipe, several methods, paired seeds."""
+
+    name: str
+    dataset: str
+    model: str
+    epochs: int
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[MethodSpec, ...]
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    schedule: str = "onecycle"
+    weight_decay: float = 5e-4
+    augment: str = "none"
+    amp: str | None = None
+    device: str = "auto"
+    eval_test_subset: int | None = 2000
+    limit: int | None = None
+    cudnn_benchmark: bool = False
+    description: str = ""
+
+
+BASELINES = (
+    MethodSpec("full", "full"),
+    MethodSpec("full-short", "full-short"),
+    MethodSpec("random", "random"),
+)
+
+FMNIST_CPU = Suite(
+    name="fmnist-cpu",
+    dataset="fashion-mnist",
+    model="cnn",
+    epochs=10,
+    fractions=(0.1, 0.3),
+    seeds=(0, 1, 2),
+    methods=BASELINES
+    + (
+        MethodSpec("craig", "craig", tune={"reselect_every": [2, 5]}),
+        MethodSpec("el2n", "el2n"),
+        MethodSpec("grand", "grand"),
+        MethodSpec("forgetting", "forgetting"),
+        MethodSpec("uncertainty", "uncertainty"),
+        MethodSpec("kcenter", "kcenter"),
+        MethodSpec("herding", "herding"),
+        MethodSpec("gradmatch", "gradmatch"),
+    ),
+    batch_size=128,
+    lr=0.05,
+    device="cpu",
+    eval_test_subset=2000,
+    description="small CNN on Fashion-MNIST (55k train, 5k validation), CPU, 10 epochs of budget",
+)
+
+FMNIST_GPU = Suite(
+    name="fmnist-gpu",
+    dataset="fashion-mnist",
+    model="resnet18",
+    epochs=15,
+    fractions=(0.1, 0.3),
+    seeds=(0, 1, 2),
+    methods=BASELINES
+    + (
+        MethodSpec("craig-r1", "craig", {"reselect_every": 1}),
+        MethodSpec("craig-r5", "craig", {"reselect_every": 5}),
+    ),
+    batch_size=256,
+    optimizer="sgd",
+    lr=0.1,
+    augment="crop-flip",
+    amp="bf16",
+    device="cuda",
+    eval_test_subset=2000,
+    cudnn_benchmark=True,
+    description="ResNet-18 (CIFAR stem) on Fashion-MNIST, one GPU, bf16, crop+flip, 15 epochs",
+)
+
+SMOKE = Suite(
+    name="smoke",
+    dataset="blobs",
+    model="mlp",
+    epochs=3,
+    fractions=(0.2,),
+    seeds=(0, 1, 2),
+    methods=BASELINES
+    + (MethodSpec("random-class", "random-class", tune={"reselect_every": [1, 2]}),),
+    batch_size=32,
+    lr=0.05,
+    device="cpu",
+    eval_test_subset=200,
+    description="seconds-long check of the harness on synthetic blobs",
+)
+
+SUITES = {s.name: s for s in (FMNIST_CPU, FMNIST_GPU, SMOKE)}
+
+
+def get_suite(name: str) -> Suite:
+    """The suite called ``name``; ValueError listing the valid names otherwise."""
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; valid names: {', '.join(SUITES)}")
+    return SUITES[name]
