@@ -46,9 +46,12 @@ class MLP(_Classifier):
 
 
 class SmallCNN(_Classifier):
-    """Two conv blocks (conv-BN-ReLU-maxpool), then a 128-unit hidden layer: fast on a CPU."""
+    """Two conv blocks (16 and 32 channels: conv-BN-ReLU-maxpool), a 128-unit hidden layer.
 
-    def __init__(self, input_shape, num_classes: int, width: int = 32):
+    About 10 s per 55k-image epoch on 2 CPU cores (width 32 takes ~2.5× longer).
+    """
+
+    def __init__(self, input_shape, num_classes: int, width: int = 16):
         super().__init__()
         c, h, w = input_shape
         pools = [min(h, w) >= 2, min(h, w) >= 4]
