@@ -32,12 +32,14 @@ class TrainContext:
     epoch: int = 0
     step: int = 0
     displacement: list[torch.Tensor] | None = None
-    forward_batch: int = 1024
+    forward_batch: int | None = None  # default: 256 on CPU (cache-friendly), 2048 on GPU
     autocast_dtype: torch.dtype | None = None
     targets: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.targets = self.y.detach().cpu().numpy()
+        if self.forward_batch is None:
+            self.forward_batch = eval_batch_size(self.device)
 
     def inputs(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``(k, C, H, W)`` and labels ``(k,)`` of dataset ``indices``, on the device."""
@@ -72,6 +74,11 @@ class TrainContext:
                 torch.empty(0, 0, device=self.device),
             )
         return torch.cat(logits), torch.cat(embeds)
+
+
+def eval_batch_size(device: torch.device) -> int:
+    """Batch size for no-grad forwards: small on CPU (faster per image there), large on GPU."""
+    return 2048 if torch.device(device).type == "cuda" else 256
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

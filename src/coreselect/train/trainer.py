@@ -22,7 +22,7 @@ from torch import nn
 from coreselect.data import Splits
 from coreselect.methods.base import EpochStrategy, StepStrategy, Strategy, TrainPlan
 from coreselect.train.clock import PhaseTimer
-from coreselect.train.context import TrainContext, _autocast
+from coreselect.train.context import TrainContext, _autocast, eval_batch_size
 from coreselect.train.record import RunRecord, environment
 from coreselect.train.schedule import SCHEDULES, lr_factor
 from coreselect.train.stream import PlanStream, apply_transforms
@@ -328,13 +328,14 @@ class Trainer:
         return np.sort(rng.choice(n_test, size=self.eval_test_subset, replace=False))
 
     @torch.no_grad()
-    def _accuracy(self, model, x, y, batch: int = 2048) -> tuple[float | None, float | None]:
+    def _accuracy(self, model, x, y) -> tuple[float | None, float | None]:
         """Eval-mode accuracy and mean cross-entropy on ``x`` ``(M, C, H, W)``, ``y`` ``(M,)``."""
         if len(y) == 0:
             return None, None
         was_training = model.training
         model.eval()
         correct, loss = 0, 0.0
+        batch = eval_batch_size(self.device)
         for s in range(0, len(y), batch):
             xb, yb = x[s : s + batch].to(self.device), y[s : s + batch].to(self.device)
             with _autocast(self.device, self.amp_dtype):
