@@ -4,6 +4,7 @@ Pure functions on tensors (``logit_gradients``, ``last_layer_gradients``) and on
 on a training context (``compute``).
 """
 
+from coreselect.signals.curvature import hutchinson_diagonal, last_layer_hessian_diagonal
 from coreselect.signals.gradients import (
     FEATURES,
     compute,
@@ -11,4 +12,11 @@ from coreselect.signals.gradients import (
     logit_gradients,
 )
 
-__all__ = ["FEATURES", "compute", "last_layer_gradients", "logit_gradients"]
+__all__ = [
+    "FEATURES",
+    "compute",
+    "hutchinson_diagonal",
+    "last_layer_gradients",
+    "last_layer_hessian_diagonal",
+    "logit_gradients",
+]

@@ -34,6 +34,7 @@ def last_layer_gradients(
     bias: bool = True,
     project_dim: int | None = None,
     seed: int = 0,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-example gradients of CE with respect to the last linear layer.
 
@@ -44,6 +45,8 @@ def last_layer_gradients(
             scaled by 1/√k) of the flattened gradient to ``k = project_dim`` dimensions,
             computed class by class without forming the ``(n, C·D)`` matrix.
         seed: seeds the projection.
+        scale: optional ``(C·(D + bias),)`` multiplier applied coordinate-wise to each gradient
+            before any projection (a diagonal preconditioner, as AdaCore uses).
 
     Returns:
         ``(n, C·(D + bias))`` flattened ``(p − y) ⊗ [h, 1]`` (row-major: class, then feature),
@@ -59,17 +62,24 @@ def last_layer_gradients(
         h = torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype, device=h.device)], dim=1)
     n, c = g.shape
     d = h.shape[1]
+    if scale is not None:
+        if scale.numel() != c * d:
+            raise ValueError(f"scale has {scale.numel()} entries, expected C·(D+bias) = {c * d}")
+        scale = scale.to(g.device, g.dtype).reshape(c, d)
     if project_dim is None:
-        return (g[:, :, None] * h[:, None, :]).reshape(n, c * d)
+        out = g[:, :, None] * h[:, None, :]
+        if scale is not None:
+            out = out * scale
+        return out.reshape(n, c * d)
     if project_dim < 1:
         raise ValueError(f"project_dim must be >= 1, got {project_dim}")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = torch.zeros(n, project_dim, dtype=g.dtype, device=g.device)
-    scale = 1.0 / np.sqrt(project_dim)
     for k in range(c):
         r = torch.randn(d, project_dim, generator=gen, dtype=torch.float32).to(g.device, g.dtype)
-        out += g[:, k : k + 1] * (h @ r)
-    return out * scale
+        hk = h if scale is None else h * scale[k]
+        out += g[:, k : k + 1] * (hk @ r)
+    return out / np.sqrt(project_dim)
 
 
 def compute(ctx, indices, features: str = "logit", *, project_dim: int | None = None, seed=0):
