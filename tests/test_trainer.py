@@ -351,3 +351,29 @@ def test_mlp_two_epochs_on_5000_fashion_mnist_beats_75_percent(fmnist_5k):
         model, fmnist_5k, build_strategy("full"), 2, 1.0, 128, quiet=True, device="cpu"
     ).fit()
     assert record.final_test_acc > 0.75
+
+
+def test_evaluation_subsets_per_epoch_and_whole_sets_at_the_end():
+    data = tiny_splits()
+    torch.manual_seed(0)
+    model = Linear()
+    trainer = Trainer(
+        model,
+        data,
+        build_strategy("full"),
+        2,
+        1.0,
+        10,
+        quiet=True,
+        device="cpu",
+        eval_test_subset=5,
+        eval_val_subset=4,
+    )
+    record = trainer.fit()
+    with torch.no_grad():
+        pred_test = model(data.x_test).argmax(1)
+        pred_val = model(data.x_val).argmax(1)
+    assert record.final_test_acc == pytest.approx((pred_test == data.y_test).float().mean().item())
+    assert record.final_val_acc == pytest.approx((pred_val == data.y_val).float().mean().item())
+    assert all(e["test_acc"] * 5 == pytest.approx(round(e["test_acc"] * 5)) for e in record.epochs)
+    assert all(e["val_acc"] * 4 == pytest.approx(round(e["val_acc"] * 4)) for e in record.epochs)

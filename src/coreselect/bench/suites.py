@@ -41,6 +41,7 @@ class Suite:
     amp: str | None = None
     device: str = "auto"
     eval_test_subset: int | None = 2000
+    eval_val_subset: int | None = None
     limit: int | None = None
     cudnn_benchmark: bool = False
     description: str = ""
@@ -62,6 +63,8 @@ FMNIST_CPU = Suite(
     methods=BASELINES
     + (
         MethodSpec("craig", "craig", tune={"reselect_every": [2, 5]}),
+        MethodSpec("crest", "crest"),
+        MethodSpec("adacore", "adacore", {"project_dim": 256}, tune={"reselect_every": [2, 5]}),
         MethodSpec("el2n", "el2n"),
         MethodSpec("grand", "grand"),
         MethodSpec("forgetting", "forgetting"),
@@ -74,6 +77,7 @@ FMNIST_CPU = Suite(
     lr=0.05,
     device="cpu",
     eval_test_subset=2000,
+    eval_val_subset=1000,
     description="small CNN on Fashion-MNIST (55k train, 5k validation), CPU, 10 epochs of budget",
 )
 
@@ -88,6 +92,8 @@ FMNIST_GPU = Suite(
     + (
         MethodSpec("craig-r1", "craig", {"reselect_every": 1}),
         MethodSpec("craig-r5", "craig", {"reselect_every": 5}),
+        MethodSpec("crest", "crest"),
+        MethodSpec("adacore-r5", "adacore", {"reselect_every": 5, "project_dim": 1024}),
     ),
     batch_size=256,
     optimizer="sgd",

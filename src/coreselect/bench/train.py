@@ -167,10 +167,18 @@ def choose_on_validation(runs: list[dict], spec: MethodSpec, fraction: float):
     for r in tried:
         if r["seed"] == seed0 and r["candidate"]:
             value = json.loads(r["candidate"].split("=", 1)[1])
-            scores[value] = r["epochs"][-1]["val_acc"] or 0.0
+            scores[value] = _final_val(r)
     if set(scores) != set(values):
         return None  # tuning not finished
     return max(values, key=lambda v: (scores[v], -values.index(v)))
+
+
+def _final_val(run: dict) -> float:
+    """Validation accuracy at the end of a stored run (whole validation set when recorded)."""
+    value = run.get("final_val_acc")
+    if value is None:
+        value = run["epochs"][-1]["val_acc"]
+    return value or 0.0
 
 
 def _run_id(label, fraction, seed, candidate):
@@ -202,6 +210,7 @@ def _train_one(suite: Suite, data, spec: MethodSpec, options, fraction, seed, de
         seed=seed,
         amp=suite.amp,
         eval_test_subset=suite.eval_test_subset,
+        eval_val_subset=suite.eval_val_subset,
         quiet=quiet,
         names={
             "dataset": data.name,
@@ -423,7 +432,7 @@ def _tuning_table(suite, runs) -> str:
         if r["candidate"] and r["seed"] == min(x["seed"] for x in runs if x["label"] == r["label"]):
             rows.append(
                 f"| {r['label']} | {r['fraction']:g} | {r['candidate']} | "
-                f"{100 * (r['epochs'][-1]['val_acc'] or 0):.2f} |"
+                f"{100 * _final_val(r):.2f} |"
             )
     return "\n".join(rows)
 

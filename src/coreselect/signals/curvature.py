@@ -23,6 +23,7 @@ def hutchinson_diagonal(
     samples: int = 1,
     generator: torch.Generator | None = None,
     return_grad: bool = False,
+    chunk: int = 16,
 ):
     """Hutchinson's estimate ``mean_z z ⊙ (H z)`` of the Hessian diagonal of ``loss``.
 
@@ -32,6 +33,7 @@ def hutchinson_diagonal(
         samples: Rademacher vectors ``z`` averaged (more: lower variance).
         generator: seeds the ``z``.
         return_grad: also return the gradient of ``loss``.
+        chunk: Hessian-vector products computed together (vectorized over ``z``).
 
     Returns:
         A list of tensors shaped like ``params`` (and the gradient list when ``return_grad``).
@@ -41,11 +43,24 @@ def hutchinson_diagonal(
         raise ValueError(f"samples must be >= 1, got {samples}")
     grads = torch.autograd.grad(loss, params, create_graph=True)
     estimate = [torch.zeros_like(p) for p in params]
-    for s in range(samples):
-        zs = [rademacher_like(p, generator) for p in params]
-        hz = torch.autograd.grad(grads, params, grad_outputs=zs, retain_graph=s < samples - 1)
+    done = 0
+    while done < samples:
+        m = min(chunk, samples - done)
+        zs = [torch.stack([rademacher_like(p, generator) for _ in range(m)]) for p in params]
+        last = done + m >= samples
+        hz = (
+            torch.autograd.grad(
+                grads, params, grad_outputs=zs, retain_graph=not last, is_grads_batched=m > 1
+            )
+            if m > 1
+            else torch.autograd.grad(
+                grads, params, grad_outputs=[z[0] for z in zs], retain_graph=not last
+            )
+        )
         for e, z, h in zip(estimate, zs, hz, strict=True):
-            e.add_(z * h, alpha=1.0 / samples)
+            h = h if m > 1 else h[None]
+            e.add_((z * h).sum(0), alpha=1.0 / samples)
+        done += m
     if return_grad:
         return estimate, [g.detach() for g in grads]
     return estimate

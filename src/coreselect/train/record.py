@@ -53,6 +53,7 @@ class RunRecord:
     config: dict = field(default_factory=dict)
     epochs: list[dict] = field(default_factory=list)
     final_test_acc: float | None = None
+    final_val_acc: float | None = None
     total_wall_s: float = 0.0
     total_select_s: float = 0.0
     total_eval_s: float = 0.0

@@ -80,6 +80,7 @@ class Trainer:
         amp: "bf16" for bfloat16 autocast (GPU), None for float32.
         eval_test_subset: evaluate per epoch on this many seeded test examples (None: all);
             the final accuracy always uses the whole test set.
+        eval_val_subset: likewise for validation; ``final_val_acc`` uses the whole set.
         quiet: no progress bar (it is also off when stdout is not a terminal).
         names: ``{"dataset", "model", "method"}`` for the record (defaults from the objects).
     """
@@ -102,6 +103,7 @@ class Trainer:
         seed: int = 0,
         amp: str | None = None,
         eval_test_subset: int | None = None,
+        eval_val_subset: int | None = None,
         quiet: bool = False,
         names: dict | None = None,
     ):
@@ -148,6 +150,7 @@ class Trainer:
         self.seed = int(seed)
         self.amp_dtype = torch.bfloat16 if amp == "bf16" else None
         self.eval_test_subset = eval_test_subset
+        self.eval_val_subset = eval_val_subset
         self.quiet = quiet
         self.names = names or {}
         n = len(data.y_train)
@@ -191,7 +194,8 @@ class Trainer:
         )
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         stream = PlanStream(self.batch_size, np.random.default_rng([self.seed, 2]))
-        test_idx = self._test_subset()
+        test_idx = self._subset(len(data.y_test), self.eval_test_subset, salt=3)
+        val_idx = self._subset(len(data.y_val), self.eval_val_subset, salt=4)
         record = self._new_record(n)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
@@ -262,7 +266,7 @@ class Trainer:
                     self._finish(record, timer, status=msg, final_acc=None)
                     raise NonFiniteLossError(msg, record)
                 with timer.phase("eval"):
-                    val_acc = self._accuracy(model, data.x_val, data.y_val)[0]
+                    val_acc = self._accuracy(model, data.x_val[val_idx], data.y_val[val_idx])[0]
                     test_acc, test_loss = self._accuracy(
                         model, data.x_test[test_idx], data.y_test[test_idx]
                     )
@@ -273,10 +277,12 @@ class Trainer:
                     f"val {_pct(val_acc)}"
                 )
         with timer.phase("eval"):
-            if self.eval_test_subset is None:
-                final = record.epochs[-1]["test_acc"]
-            else:
+            final = record.epochs[-1]["test_acc"]
+            if test_idx.size < len(data.y_test):
                 final = self._accuracy(model, data.x_test, data.y_test)[0]
+            record.final_val_acc = record.epochs[-1]["val_acc"]
+            if val_idx.size < len(data.y_val):
+                record.final_val_acc = self._accuracy(model, data.x_val, data.y_val)[0]
         self._finish(record, timer, status="completed", final_acc=final)
         return record
 
@@ -320,12 +326,11 @@ class Trainer:
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
 
-    def _test_subset(self) -> np.ndarray:
-        n_test = len(self.data.y_test)
-        if self.eval_test_subset is None or self.eval_test_subset >= n_test:
-            return np.arange(n_test)
-        rng = np.random.default_rng([self.seed, 3])
-        return np.sort(rng.choice(n_test, size=self.eval_test_subset, replace=False))
+    def _subset(self, n: int, size: int | None, salt: int) -> np.ndarray:
+        """Seeded, sorted positions of a fixed evaluation subset (all ``n`` when size is None)."""
+        if size is None or size >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng([self.seed, salt]).choice(n, size=size, replace=False))
 
     @torch.no_grad()
     def _accuracy(self, model, x, y) -> tuple[float | None, float | None]:
@@ -367,6 +372,7 @@ class Trainer:
                 "n_val": len(self.data.y_val),
                 "n_test": len(self.data.y_test),
                 "eval_test_subset": self.eval_test_subset,
+                "eval_val_subset": self.eval_val_subset,
                 "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch,
                 "strategy": _strategy_options(self.strategy),
