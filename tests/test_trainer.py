@@ -74,7 +74,7 @@ class FixedBatches(StepStrategy):
     "n,f,e,b", [(5000, 0.1, 2, 128), (1000, 0.3, 3, 64), (997, 1.0, 1, 100), (60, 0.05, 7, 8)]
 )
 def test_step_budget_formula(n, f, e, b):
-    total, per_epoch = step_budget(f, e, n, b)
+    total, per_epoch = step_budget(f * n, e, b)
     assert total == math.ceil(round(f * e * n, 9) / b)
     assert per_epoch == math.ceil(round(f * n, 9) / b)
 

@@ -129,6 +129,11 @@ class Strategy:
     def setup(self, ctx: Context) -> None:
         """Called once before training; the default does nothing."""
 
+    def examples_per_epoch(self, n: int, fraction: float) -> float:
+        """Examples an epoch trains on, which sets the step budget: f·N for every method;
+        strategies that add augmented copies count those too."""
+        return fraction * n
+
     def stats(self) -> dict[str, Any]:
         """Numbers worth keeping in the run record (selections made, examples dropped…)."""
         return {}

@@ -12,7 +12,7 @@ from torch import nn
 from coreselect.methods.base import EpochStrategy, StepStrategy, Strategy
 from coreselect.train.context import TrainContext
 from coreselect.train.stream import PlanStream, apply_transforms
-from coreselect.train.trainer import resolve_device
+from coreselect.train.trainer import resolve_device, step_budget
 
 
 class CoresetLoader:
@@ -64,7 +64,9 @@ class CoresetLoader:
         self.strategy = strategy
         self.batch_size = int(batch_size)
         self.augment = augment
-        self.steps_per_epoch = max(1, math.ceil(round(fraction * n, 9) / self.batch_size))
+        self.steps_per_epoch = step_budget(strategy.examples_per_epoch(n, fraction), 1, batch_size)[
+            1
+        ]
         self.ctx = TrainContext(
             model=model,
             x=x.to(dev),

@@ -49,11 +49,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def step_budget(fraction: float, epochs: int, n: int, batch_size: int) -> tuple[int, int]:
-    """``(total_steps, steps_per_epoch)`` = (⌈f·E·N/b⌉, ⌈f·N/b⌉), computed without float drift."""
-    # round f·N·E to 9 decimals first so 0.1·5000·2 is 1000, not 1000.0000000000001
-    total = math.ceil(round(fraction * epochs * n, 9) / batch_size)
-    per_epoch = math.ceil(round(fraction * n, 9) / batch_size)
+def step_budget(examples_per_epoch: float, epochs: int, batch_size: int) -> tuple[int, int]:
+    """``(total_steps, steps_per_epoch)`` = (⌈E·M/b⌉, ⌈M/b⌉) for M examples per epoch.
+
+    M is f·N for every method (augmentation strategies add their copies). Products are
+    rounded to 9 decimals first, so 0.1·5000·2 gives 1000 steps' worth, not 1000.0000000001.
+    """
+    total = math.ceil(round(examples_per_epoch * epochs, 9) / batch_size)
+    per_epoch = math.ceil(round(examples_per_epoch, 9) / batch_size)
     return max(total, 1), max(per_epoch, 1)
 
 
@@ -155,7 +158,7 @@ class Trainer:
         self.names = names or {}
         n = len(data.y_train)
         self.total_steps, self.steps_per_epoch = step_budget(
-            self.fraction, self.epochs, n, self.batch_size
+            strategy.examples_per_epoch(n, self.fraction), self.epochs, self.batch_size
         )
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
 
