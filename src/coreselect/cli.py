@@ -87,7 +87,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--optimizer", default="sgd", help="sgd | adam | adamw")
     p.add_argument("--schedule", default="onecycle", help="onecycle | cosine | constant")
-    p.add_argument("--augment", default="none", help="none | crop | flip | crop-flip")
+    p.add_argument(
+        "--augment", default="none", help="none | crop | flip | crop-flip | cutout | strong | …"
+    )
     p.add_argument("--reselect-every", type=int, default=None, help="epochs between selections")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -146,7 +148,7 @@ def run_training(args, *, quiet: bool | None = None):
     from coreselect.methods.fixed import FixedCoreset
     from coreselect.models import MODELS, build_model
     from coreselect.train import Trainer
-    from coreselect.transforms import build_transform
+    from coreselect.transforms import build_transform, default_padding
 
     if not 0.0 < args.fraction <= 1.0:
         raise ValueError(f"--fraction must be in (0, 1], got {args.fraction}")
@@ -172,7 +174,6 @@ def run_training(args, *, quiet: bool | None = None):
             fraction = strategy.fixed_fraction
     torch.manual_seed(args.seed)
     model = build_model(args.model, data.input_shape, data.num_classes)
-    padding = 1 if min(data.input_shape[1:]) <= 8 else 4
     trainer = Trainer(
         model,
         data,
@@ -183,7 +184,7 @@ def run_training(args, *, quiet: bool | None = None):
         optimizer=args.optimizer,
         lr=args.lr,
         schedule=args.schedule,
-        augment=build_transform(args.augment, padding=padding),
+        augment=build_transform(args.augment, padding=default_padding(data.input_shape)),
         device=args.device,
         seed=args.seed,
         amp=args.amp,

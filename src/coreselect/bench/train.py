@@ -189,7 +189,7 @@ def _train_one(suite: Suite, data, spec: MethodSpec, options, fraction, seed, de
     from coreselect.methods import build_strategy
     from coreselect.models import build_model
     from coreselect.train import Trainer
-    from coreselect.transforms import build_transform
+    from coreselect.transforms import build_transform, default_padding
 
     strategy = build_strategy(spec.method, **options)
     torch.manual_seed(seed)
@@ -205,7 +205,7 @@ def _train_one(suite: Suite, data, spec: MethodSpec, options, fraction, seed, de
         lr=suite.lr,
         schedule=suite.schedule,
         weight_decay=suite.weight_decay,
-        augment=build_transform(suite.augment),
+        augment=build_transform(suite.augment, padding=default_padding(data.input_shape)),
         device=device,
         seed=seed,
         amp=suite.amp,
@@ -228,7 +228,7 @@ def _warm_up(suite: Suite, data, device: str) -> None:
     from coreselect.methods import build_strategy
     from coreselect.models import build_model
     from coreselect.train import Trainer
-    from coreselect.transforms import build_transform
+    from coreselect.transforms import build_transform, default_padding
 
     if torch.device(device).type != "cuda":
         return
@@ -243,7 +243,7 @@ def _warm_up(suite: Suite, data, device: str) -> None:
         batch_size=suite.batch_size,
         optimizer=suite.optimizer,
         lr=suite.lr,
-        augment=build_transform(suite.augment),
+        augment=build_transform(suite.augment, padding=default_padding(data.input_shape)),
         device=device,
         amp=suite.amp,
         eval_test_subset=suite.eval_test_subset,
