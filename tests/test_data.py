@@ -67,3 +67,15 @@ def test_bad_validation_size():
         load_dataset("blobs", val=1.5)
     with pytest.raises(ValueError, match="validation"):
         load_dataset("blobs", val=10**6)
+
+
+def test_label_noise_flips_the_given_share_to_other_classes_only_in_train():
+    clean = load_dataset("blobs", seed=2)
+    noisy = load_dataset("blobs", seed=2, label_noise=0.3)
+    changed = clean.y_train != noisy.y_train
+    assert torch.equal(changed, noisy.noisy)
+    assert changed.float().mean().item() == pytest.approx(0.3, abs=1e-3)
+    assert torch.equal(clean.y_val, noisy.y_val) and torch.equal(clean.y_test, noisy.y_test)
+    assert noisy.y_train.max() < clean.num_classes
+    with pytest.raises(ValueError, match="label_noise"):
+        load_dataset("blobs", label_noise=1.5)

@@ -59,6 +59,7 @@ class Splits:
     y_test: torch.Tensor
     classes: tuple[str, ...]
     source: str = ""
+    noisy: torch.Tensor | None = None  # bool (N,): training labels flipped by label_noise
 
     @property
     def num_classes(self) -> int:
@@ -77,6 +78,7 @@ def load_dataset(
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    label_noise: float = 0.0,
 ) -> Splits:
     """Load ``name`` ("fashion-mnist", "digits" or "blobs") as train / validation / test.
 
@@ -89,6 +91,8 @@ def load_dataset(
         data_dir: folder holding Fashion-MNIST's four IDX ``.gz`` files; default
             ``$CORESELECT_DATA``, else the Debian package's folder.
         limit: keep the first ``limit`` training examples, after the validation set is carved.
+        label_noise: share of training labels replaced by a different class, drawn uniformly
+            (seeded); validation and test labels stay clean. ``Splits.noisy`` marks them.
 
     Returns:
         :class:`Splits` with images standardized by the training-set mean and std.
@@ -122,6 +126,9 @@ def load_dataset(
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         x_tr, y_tr = x_tr[:limit], y_tr[:limit]
+    noisy = None
+    if label_noise:
+        y_tr, noisy = flip_labels(y_tr, label_noise, len(classes), seed)
 
     mean, std = float(x_tr.mean()), float(x_tr.std()) or 1.0
 
@@ -141,7 +148,24 @@ def load_dataset(
         lab(y_te),
         classes,
         source,
+        noisy,
     )
+
+
+def flip_labels(y: np.ndarray, share: float, num_classes: int, seed: int):
+    """Replace ``round(share·N)`` seeded-random labels of ``y`` ``(N,)`` by another class.
+
+    Returns the new labels and a bool tensor ``(N,)`` marking the flipped ones.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"label_noise must be in [0, 1], got {share}")
+    rng = np.random.default_rng([seed, 7])
+    idx = rng.choice(y.size, size=int(round(share * y.size)), replace=False)
+    y = y.copy()
+    y[idx] = (y[idx] + rng.integers(1, num_classes, size=idx.size)) % num_classes
+    mask = np.zeros(y.size, dtype=bool)
+    mask[idx] = True
+    return y, torch.from_numpy(mask)
 
 
 def _val_count(val: int | float, n: int) -> int:
