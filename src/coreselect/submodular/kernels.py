@@ -1,0 +1,365 @@
+"""Similarity kernels in *cost form*, computed tile by tile in float32 with torch.
+
+Every metric is expressed as a cost ``c_ij >= 0`` (``c_ii = 0``) and an "uncovered" cost
+``c0`` such that the similarity is ``s_ij = c0 - c_ij >= 0``:
+
+==========  =====================================  ======================
+metric      cost ``c_ij``                          ``c0``
+==========  =====================================  ======================
+euclidean   ``d_ij`` (Euclidean distance)          ``max_ij d_ij`` (pool)
+rbf         ``1 - exp(-d_ij / D)``, D = feature    ``1``
+            dimension (computed with ``expm1``)
+cosine      ``1 - max(cos_ij, 0)``                 ``1``
+==========  =====================================  ======================
+
+So ``euclidean`` is CRAIG's ``s = max_d - d``, ``rbf`` is submodlib's ``exp(-d/D)`` and
+``cosine`` is ``max(cos, 0)``. Facility-location gains are then computed as
+``sum_i max(0, dcur_i - c_ij)``, which never subtracts two large similarities (no float32
+cancellation of ``max_d - d``).
+
+Distances use the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` on *centred* features (smaller
+norms, less rounding); the diagonal is set to exactly zero. A zero feature vector under
+``cosine`` has cosine 0 with every other point (cost 1) and cost 0 with itself.
+
+The dense ``n x n`` matrix lives in a module-level workspace that is reused across calls
+(first touch of fresh memory costs far more than filling it); :func:`free_workspace`
+releases it. On Linux CPUs the workspace is an anonymous mapping advised for transparent
+huge pages, which makes first touch several times faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+METRICS = ("euclidean", "rbf", "cosine")
+
+__all__ = [
+    "METRICS",
+    "PreparedFeatures",
+    "prepare_features",
+    "cost_tile",
+    "build_dense",
+    "workspace",
+    "free_workspace",
+    "workspace_bytes",
+    "available_memory",
+    "run_blocks",
+    "cpu_workers",
+    "single_thread",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Block parallelism with Python threads (torch releases the GIL inside its kernels).
+#
+# On CPU, tile loops are split across Python threads that each run single-threaded torch
+# ops, pulling blocks from a shared queue. Compared with torch's intra-op OpenMP threads
+# this has no fork/join barrier per operation, so a core taken by another process slows
+# the loop down gracefully instead of stalling every small operation.
+# --------------------------------------------------------------------------------------
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def cpu_workers(device: torch.device) -> int:
+    """Workers for block loops on ``device``: torch's thread count on CPU, else 1."""
+    return max(1, torch.get_num_threads()) if device.type == "cpu" else 1
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Temporarily set torch's intra-op threads to 1 (restored on exit)."""
+    old = torch.get_num_threads()
+    if old != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if old != 1:
+            torch.set_num_threads(old)
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < size:
+            if _POOL is not None:
+                _POOL.shutdown(wait=True)
+            _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="coreselect")
+            _POOL_SIZE = size
+        return _POOL
+
+
+def run_blocks(fn, starts, workers: int) -> None:
+    """Call ``fn(start, worker)`` for every block start, on ``workers`` threads.
+
+    Args:
+        fn: callable ``(start: int, worker: int) -> None``; must only write to memory
+            owned by its block (and per-worker scratch indexed by ``worker``).
+        starts: iterable of block starts.
+        workers: number of threads (1 runs inline).
+    """
+    starts = list(starts)
+    if workers <= 1 or len(starts) <= 1:
+        for s in starts:
+            fn(s, 0)
+        return
+    workers = min(workers, len(starts))
+    lock = threading.Lock()
+    it = iter(starts)
+
+    def loop(w: int) -> None:
+        while True:
+            with lock:
+                s = next(it, None)
+            if s is None:
+                return
+            fn(s, w)
+
+    with single_thread():
+        futures = [_pool(workers - 1).submit(loop, w) for w in range(1, workers)]
+        loop(0)
+        for f in futures:
+            f.result()
+
+
+class PreparedFeatures:
+    """Features ready for tile computations.
+
+    Attributes:
+        X: ``(n, d)`` float32 tensor: centred (euclidean, rbf) or row-normalised (cosine).
+        sq: ``(n,)`` float32 squared row norms of ``X`` (all ones/zeros for cosine).
+        metric: one of :data:`METRICS`.
+        dim: the original feature dimension ``D`` (rbf bandwidth).
+    """
+
+    def __init__(self, X: torch.Tensor, sq: torch.Tensor, metric: str, dim: int) -> None:
+        self.X = X
+        self.sq = sq
+        self.metric = metric
+        self.dim = dim
+
+    @property
+    def n(self) -> int:
+        """Number of points."""
+        return int(self.X.shape[0])
+
+    def subset(self, idx: torch.Tensor) -> PreparedFeatures:
+        """The prepared features of rows ``idx`` (``(m,)`` long tensor)."""
+        return PreparedFeatures(self.X[idx], self.sq[idx], self.metric, self.dim)
+
+
+def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
+    """Centre (euclidean, rbf) or L2-normalise (cosine) ``X``.
+
+    Args:
+        X: ``(n, d)`` float tensor on the target device.
+        metric: one of :data:`METRICS`.
+
+    Returns:
+        :class:`PreparedFeatures` with float32 ``X`` ``(n, d)`` and ``sq`` ``(n,)``.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    X = X.to(torch.float32)
+    dim = int(X.shape[1])
+    if metric == "cosine":
+        norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+        Xp = torch.where(norms > 0, X / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    else:
+        Xp = X - X.mean(dim=0, keepdim=True)
+    Xp = Xp.contiguous()
+    sq = (Xp * Xp).sum(dim=1)
+    return PreparedFeatures(Xp, sq, metric, dim)
+
+
+def cost_tile(
+    A: PreparedFeatures,
+    B: PreparedFeatures,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cost tile ``c(A_i, B_j)`` as float32, computed in place.
+
+    Args:
+        A: prepared features of the ``m`` row points.
+        B: prepared features of the ``p`` column points (same metric).
+        out: optional preallocated ``(m, p)`` contiguous float32 tensor to fill.
+
+    Returns:
+        ``(m, p)`` float32 tensor of costs (``out`` when given). Self-pairs are *not*
+        zeroed here (the caller knows which entries are the diagonal).
+    """
+    m, p = A.X.shape[0], B.X.shape[0]
+    if out is None:
+        out = torch.empty((m, p), dtype=torch.float32, device=A.X.device)
+    if A.metric == "cosine":
+        # 1 - cos, clamped to [0, 1]  (cost of s = max(cos, 0)).
+        torch.mm(A.X, B.X.T, out=out)
+        out.neg_().add_(1.0).clamp_(0.0, 1.0)
+        return out
+    # squared distance = |b|^2 - 2 a.b + |a|^2, then sqrt, in place.
+    torch.addmm(B.sq.unsqueeze(0), A.X, B.X.T, beta=1.0, alpha=-2.0, out=out)
+    out.add_(A.sq.unsqueeze(1)).clamp_(min=0.0).sqrt_()
+    if A.metric == "rbf":
+        # 1 - exp(-d / D) == -expm1(-d / D), accurate for small d.
+        out.mul_(-1.0 / A.dim).expm1_().neg_()
+    return out
+
+
+def _rows_per_block(n: int, device: torch.device) -> int:
+    """Rows per tile so that one tile stays cache-resident on CPU (~2 MiB)."""
+    if device.type != "cpu":
+        return max(1, min(n, (256 << 20) // max(4 * n, 1)))
+    rows = (4 << 20) // max(4 * n, 1)
+    return max(1, min(n, rows - rows % 8 if rows >= 16 else rows))
+
+
+def build_dense(
+    F: PreparedFeatures, out: torch.Tensor, block_rows: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
+
+    One pass: GEMM into the block, in-place distance transform, zero diagonal, and the
+    per-row sums and maxima needed by the greedy (first-step gains and ``c0``) while the
+    block is still in cache. No ``n^2`` temporary is ever created.
+
+    Args:
+        F: prepared features, ``n`` points.
+        out: ``(n, n)`` contiguous float32 tensor to fill (e.g. a :func:`workspace` view).
+        block_rows: rows per block; default keeps a block near 4 MiB on CPU.
+
+    Returns:
+        ``(rowsum, c0)``: ``(n,)`` float64 row sums of the cost matrix, and ``c0`` (float):
+        the maximum cost for ``euclidean``, ``1.0`` otherwise.
+    """
+    n = F.n
+    dev = F.X.device
+    bs = block_rows or _rows_per_block(n, dev)
+    rowsum = torch.empty(n, dtype=torch.float32, device=dev)
+    rowmax = torch.empty(n, dtype=torch.float32, device=dev)
+
+    def block(s: int, _w: int) -> None:
+        e = min(s + bs, n)
+        blk = out[s:e]
+        cost_tile(_slice(F, s, e), F, out=blk)
+        blk.diagonal(offset=s).zero_()
+        torch.sum(blk, dim=1, out=rowsum[s:e])  # float32 cascade sum, accurate enough
+        if F.metric == "euclidean":
+            torch.amax(blk, dim=1, out=rowmax[s:e])
+
+    run_blocks(block, range(0, n, bs), cpu_workers(dev))
+    c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0
+    return rowsum.to(torch.float64), c0
+
+
+def _slice(F: PreparedFeatures, s: int, e: int) -> PreparedFeatures:
+    return PreparedFeatures(F.X[s:e], F.sq[s:e], F.metric, F.dim)
+
+
+# --------------------------------------------------------------------------------------
+# Workspace: one reusable float32 buffer per device.
+# --------------------------------------------------------------------------------------
+
+_WS_LOCK = threading.Lock()
+_WORKSPACE: dict[str, tuple[torch.Tensor, object]] = {}
+
+
+def _alloc_cpu(numel: int) -> tuple[torch.Tensor, object]:
+    nbytes = numel * 4
+    if os.name == "posix" and hasattr(mmap, "MAP_ANONYMOUS") and nbytes >= (64 << 20):
+        try:
+            mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            if hasattr(mmap, "MADV_HUGEPAGE"):
+                try:
+                    mm.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
+            return torch.frombuffer(mm, dtype=torch.float32, count=numel), mm
+        except (OSError, ValueError):
+            pass
+    return torch.empty(numel, dtype=torch.float32), None
+
+
+def workspace(numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A 1-D float32 buffer of at least ``numel`` elements, reused across calls.
+
+    The buffer is cached per device and only grows; views of it are handed out, so a
+    caller must not keep one past its own call. Use :func:`free_workspace` to release it.
+
+    Args:
+        numel: required number of float32 elements.
+        device: target device.
+
+    Returns:
+        ``(numel,)`` float32 view of the cached buffer.
+    """
+    device = torch.device(device)
+    key = str(device)
+    with _WS_LOCK:
+        cached = _WORKSPACE.get(key)
+        if cached is not None and cached[0].numel() >= numel:
+            return cached[0][:numel]
+        # release the old buffer before allocating a larger one
+        _WORKSPACE.pop(key, None)
+        cached = None
+        if device.type == "cpu":
+            buf, holder = _alloc_cpu(numel)
+        else:
+            buf, holder = torch.empty(numel, dtype=torch.float32, device=device), None
+        _WORKSPACE[key] = (buf, holder)
+        return buf[:numel]
+
+
+def workspace_bytes(device: torch.device | str | None = None) -> int:
+    """Bytes currently held by the workspace (one device, or all when ``None``)."""
+    with _WS_LOCK:
+        items = _WORKSPACE.items()
+        return sum(
+            t.numel() * 4 for k, (t, _) in items if device is None or k == str(torch.device(device))
+        )
+
+
+def free_workspace(device: torch.device | str | None = None) -> None:
+    """Release the cached dense workspace (one device, or all when ``None``)."""
+    with _WS_LOCK:
+        keys = list(_WORKSPACE) if device is None else [str(torch.device(device))]
+        for k in keys:
+            entry = _WORKSPACE.pop(k, None)
+            if entry is None:
+                continue
+            buf, holder = entry
+            del buf, entry
+            if holder is not None:
+                try:
+                    holder.close()
+                except BufferError:
+                    pass  # still exported by a live view; freed when that view dies
+            if k.startswith("cuda") and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Bytes of memory currently available on ``device`` (best effort)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free) + workspace_bytes(device)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 + workspace_bytes(device)
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

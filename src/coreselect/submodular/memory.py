@@ -1,0 +1,471 @@
+"""Cost oracles for the three memory modes: ``dense``, ``blockwise`` and ``knn``.
+
+Each oracle answers the two questions a greedy optimizer asks about the facility-location
+objective in cost form (see :mod:`coreselect.submodular.kernels`):
+
+* ``gains(idx, dcur)`` — exact marginal gains ``sum_i max(0, dcur_i - c_ij)`` of the
+  candidates ``idx`` given the current per-point costs ``dcur``;
+* ``cover(p, dcur)`` — add ``p`` to the set: ``dcur_i <- min(dcur_i, c_ip)``.
+
+``dense`` stores the ``n x n`` float32 cost matrix (in the reusable workspace), so a
+candidate's column is a contiguous row (the matrix is symmetric). ``blockwise`` recomputes
+cost rows from the features on demand (``O(n * block)`` memory). ``knn`` keeps, for every
+point ``i``, only its ``K`` nearest candidates (a sparse kernel built with blocked torch
+matrix products and a running per-row threshold, never forming ``n^2``); a candidate's
+gain then sums over the points that list it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from coreselect.submodular.kernels import (
+    PreparedFeatures,
+    build_dense,
+    cost_tile,
+    cpu_workers,
+    run_blocks,
+    workspace,
+)
+
+__all__ = ["CostOracle", "DenseOracle", "BlockwiseOracle", "KnnOracle", "dense_bytes"]
+
+
+def dense_bytes(n: int) -> int:
+    """Bytes the dense mode needs for a pool of ``n`` points (matrix + row scratch)."""
+    return 4 * n * n + 64 * 4 * n + 64 * n
+
+
+class CostOracle:
+    """Common state of all oracles.
+
+    Attributes:
+        n: pool size.
+        c0: cost of an uncovered point (``s_ij = c0 - c_ij``).
+        g0: ``(n,)`` float64 gains of every candidate for the empty set.
+        device: torch device of all tensors.
+        mode: ``"dense"``, ``"blockwise"`` or ``"knn"``.
+    """
+
+    n: int
+    c0: float
+    g0: torch.Tensor
+    device: torch.device
+    mode: str
+    #: True when :meth:`rows` is available (dense rows for batched updates).
+    has_rows: bool = False
+
+    def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains of candidates ``idx`` (``(m,)`` long) -> ``(m,)`` float64."""
+        raise NotImplementedError
+
+    def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains of every candidate -> ``(n,)`` float64."""
+        return self.gains(torch.arange(self.n, device=self.device), dcur)
+
+    def column(self, p: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Points covered by ``p`` and their costs: ``(idx or None for all, costs)``."""
+        raise NotImplementedError
+
+    def cover(
+        self, p: int, dcur: torch.Tensor, assign: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Add ``p``: lower ``dcur`` in place where ``p`` is strictly closer.
+
+        Args:
+            p: the picked candidate.
+            dcur: ``(n,)`` float32 current costs, updated in place.
+            assign: optional ``(n,)`` long tensor of current nearest picks, updated in place
+                (strictly closer only, so ties stay with the earlier pick).
+
+        Returns:
+            ``(ix, old, new)``: the changed points, their previous and new costs.
+        """
+        where, costs = self.column(p)
+        if where is None:
+            mask = costs < dcur
+            ix = mask.nonzero().squeeze(1)
+            old = dcur[ix]
+            new = costs[ix]
+        else:
+            cur = dcur[where]
+            mask = costs < cur
+            ix = where[mask]
+            old = cur[mask]
+            new = costs[mask]
+        dcur[ix] = new
+        if assign is not None:
+            assign[ix] = p
+        return ix, old, new
+
+
+class _RowOracle(CostOracle):
+    """Shared gain code for oracles that can produce dense cost rows."""
+
+    has_rows = True
+
+    def __init__(self, n: int, device: torch.device, batch: int = 64) -> None:
+        self.n = n
+        self.device = device
+        self.batch = batch
+        # rows per arithmetic chunk: ~1 MiB on CPU so the temporaries stay in cache
+        if device.type == "cpu":
+            self.chunk = max(1, min(batch, (1 << 20) // max(4 * n, 1)))
+        else:
+            self.chunk = batch
+        # worker threads for multi-chunk evaluations (each with its own scratch)
+        self.workers = cpu_workers(device)
+        self._scratch = [
+            (
+                torch.empty((self.chunk, n), dtype=torch.float32, device=device),
+                torch.empty(self.chunk, dtype=torch.float32, device=device),
+            )
+            for _ in range(self.workers)
+        ]
+        self._rows, self._out = self._scratch[0]
+
+    def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Write cost rows ``idx`` into ``out[:len(idx)]`` and return that view."""
+        raise NotImplementedError
+
+    def _gains_of_rows(
+        self, R: torch.Tensor, dcur: torch.Tensor, out: torch.Tensor, w: int = 0
+    ) -> None:
+        """Gains of a block of rows ``R`` into ``out`` (``R`` may be worker ``w``'s scratch,
+        which is then overwritten)."""
+        m = R.shape[0]
+        rows, acc = self._scratch[w]
+        tmp = rows[:m] if R.data_ptr() != rows.data_ptr() else R
+        torch.sub(dcur, R, out=tmp)
+        tmp.clamp_(min=0.0)
+        out.copy_(torch.sum(tmp, dim=1, out=acc[:m]))
+
+    def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``."""
+        m = int(idx.numel())
+        out = torch.empty(m, dtype=torch.float64, device=self.device)
+        b = self.chunk
+
+        def chunk(s: int, w: int) -> None:
+            e = min(s + b, m)
+            R = self.rows_into(idx[s:e], self._scratch[w][0])
+            self._gains_of_rows(R, dcur, out[s:e], w)
+
+        run_blocks(chunk, range(0, m, b), self.workers)
+        return out
+
+    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Costs ``c[rows][:, cols]`` as a ``(len(rows), len(cols))`` tensor."""
+        raise NotImplementedError
+
+    def row(self, p: int) -> torch.Tensor:
+        """Cost row ``p`` as an ``(n,)`` tensor (may be a view or a scratch buffer)."""
+        return self.column(p)[1]
+
+
+class DenseOracle(_RowOracle):
+    """Dense ``n x n`` float32 cost matrix held in the reusable workspace.
+
+    Args:
+        F: prepared features (``n`` points).
+        batch: rows evaluated per gathered block.
+    """
+
+    mode = "dense"
+
+    def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
+        n = F.n
+        super().__init__(n, F.X.device, batch)
+        self.C = workspace(n * n, F.X.device).view(n, n)
+        rowsum, c0 = build_dense(F, self.C)
+        self.c0 = c0
+        # first-step gains sum_i (c0 - c_ij), in float64 from the float32 row sums
+        self.g0 = n * c0 - rowsum
+
+    def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Gather cost rows ``idx`` ``(m,)`` into ``out[:m]`` (``(m, n)``) and return it."""
+        m = int(idx.numel())
+        return torch.index_select(self.C, 0, idx, out=out[:m])
+
+    def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains ``(n,)`` float64 of every candidate, streaming the matrix."""
+        n, b = self.n, self.chunk
+        out = torch.empty(n, dtype=torch.float64, device=self.device)
+
+        def chunk(s: int, w: int) -> None:
+            e = min(s + b, n)
+            self._gains_of_rows(self.C[s:e], dcur, out[s:e], w)
+
+        run_blocks(chunk, range(0, n, b), self.workers)
+        return out
+
+    def column(self, p: int) -> tuple[None, torch.Tensor]:
+        """All points, with their costs to ``p``: ``(None, C[p])`` (a view)."""
+        return None, self.C[p]
+
+    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Costs ``C[rows][:, cols]`` as a ``(len(rows), len(cols))`` tensor."""
+        return self.C[rows.unsqueeze(1), cols.unsqueeze(0)]
+
+
+class BlockwiseOracle(_RowOracle):
+    """Recomputes cost rows from the features on demand; ``O(n * batch)`` memory.
+
+    Args:
+        F: prepared features (``n`` points).
+        batch: rows per recomputed tile.
+    """
+
+    mode = "blockwise"
+
+    def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
+        n = F.n
+        super().__init__(n, F.X.device, batch)
+        self.F = F
+        rowsum = torch.empty(n, dtype=torch.float64, device=self.device)
+        rowmax = torch.empty(n, dtype=torch.float32, device=self.device)
+        for s in range(0, n, self.chunk):
+            e = min(s + self.chunk, n)
+            R = self.rows_into(torch.arange(s, e, device=self.device), self._rows)
+            torch.sum(R, dim=1, dtype=torch.float64, out=rowsum[s:e])
+            torch.amax(R, dim=1, out=rowmax[s:e])
+        self.c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0
+        self.g0 = n * self.c0 - rowsum
+        self._col = torch.empty((1, n), dtype=torch.float32, device=self.device)
+
+    def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Recompute cost rows ``idx`` ``(m,)`` into ``out[:m]`` (``(m, n)``)."""
+        m = int(idx.numel())
+        R = cost_tile(self.F.subset(idx), self.F, out=out[:m])
+        R[torch.arange(m, device=self.device), idx] = 0.0
+        return R
+
+    def column(self, p: int) -> tuple[None, torch.Tensor]:
+        """All points, with their recomputed costs to ``p``."""
+        idx = torch.tensor([p], device=self.device)
+        return None, self.rows_into(idx, self._col)[0]
+
+    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Recomputed costs ``c[rows][:, cols]`` ``(len(rows), len(cols))``."""
+        T = cost_tile(self.F.subset(rows), self.F.subset(cols))
+        T[rows.unsqueeze(1) == cols.unsqueeze(0)] = 0.0
+        return T
+
+
+class KnnOracle(CostOracle):
+    """Sparse kernel: every point keeps its ``K`` nearest candidates (itself included).
+
+    Up to 65,536 points the lists are exact: row blocks against all columns with one matrix
+    product and ``topk`` each (memory ``O(n * K + block * n)``), and ``c0`` (euclidean) is
+    the exact maximum distance from the same tiles. Larger pools use an inverted file
+    (k-means cells, each searched against its nearest cells; approximate, see
+    :func:`_knn_ivf`).
+
+    Args:
+        F: prepared features (``n`` points).
+        k_neighbors: ``K``; clipped to ``n``.
+        row_block: rows per tile; col_block: columns per tile.
+    """
+
+    mode = "knn"
+
+    def __init__(
+        self,
+        F: PreparedFeatures,
+        k_neighbors: int,
+        row_block: int = 256,
+        col_block: int = 8192,
+    ) -> None:
+        n = F.n
+        self.n = n
+        self.device = F.X.device
+        K = max(1, min(int(k_neighbors), n))
+        self.k_neighbors = K
+        nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block)
+        self.c0 = c0
+        # transpose to "by candidate": for candidate j, the points i that list j.
+        rows_i = torch.arange(n, device=self.device).repeat_interleave(K)
+        cols = nbr_idx.reshape(-1)
+        vals = nbr_cost.reshape(-1)
+        order = torch.argsort(cols, stable=True)
+        self.pt = rows_i[order].contiguous()
+        self.val = vals[order].contiguous()
+        counts = torch.bincount(cols, minlength=n)
+        self.ptr = torch.zeros(n + 1, dtype=torch.long, device=self.device)
+        self.ptr[1:] = torch.cumsum(counts, 0)
+        self._ptr_host = self.ptr.tolist() if self.device.type == "cpu" else None
+        g0 = torch.zeros(n, dtype=torch.float64, device=self.device)
+        g0.index_add_(0, cols[order], (c0 - self.val).to(torch.float64))
+        self.g0 = g0
+
+    def _segments(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.ptr[idx]
+        lengths = self.ptr[idx + 1] - start
+        seg = torch.repeat_interleave(torch.arange(idx.numel(), device=self.device), lengths)
+        offs = torch.cumsum(lengths, 0) - lengths
+        pos = torch.arange(seg.numel(), device=self.device) - offs[seg] + start[seg]
+        return seg, pos
+
+    def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains ``(m,)`` float64 of candidates ``idx`` over their neighbour lists."""
+        seg, pos = self._segments(idx)
+        contrib = (dcur[self.pt[pos]] - self.val[pos]).clamp_(min=0.0)
+        out = torch.zeros(idx.numel(), dtype=torch.float64, device=self.device)
+        out.index_add_(0, seg, contrib.to(torch.float64))
+        return out
+
+    def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains ``(n,)`` float64 of every candidate over its list."""
+        contrib = (dcur[self.pt] - self.val).clamp_(min=0.0).to(torch.float64)
+        seg = torch.repeat_interleave(
+            torch.arange(self.n, device=self.device), self.ptr[1:] - self.ptr[:-1]
+        )
+        out = torch.zeros(self.n, dtype=torch.float64, device=self.device)
+        return out.index_add_(0, seg, contrib)
+
+    def column(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points whose lists hold ``p``, and their costs to ``p``."""
+        if self._ptr_host is not None:
+            s, e = self._ptr_host[p], self._ptr_host[p + 1]
+        else:
+            s, e = (int(v) for v in self.ptr[p : p + 2].tolist())
+        return self.pt[s:e], self.val[s:e]
+
+
+def _knn_build(
+    F: PreparedFeatures, K: int, row_block: int, col_block: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """K nearest candidates of every point, never forming ``n^2``.
+
+    Up to ``EXACT_KNN_MAX`` points: exact, one ``(row_block, n)`` tile at a time with
+    ``topk`` (``col_block`` is unused there). Beyond: an inverted-file search (coarse
+    k-means cells, each cell searched against its ``nprobe`` nearest cells), which is
+    approximate like any large-scale kNN.
+
+    Returns ``(costs (n, K) float32, indices (n, K) long, c0)``.
+    """
+    if F.n > EXACT_KNN_MAX:
+        return _knn_ivf(F, K)
+    n = F.n
+    dev = F.X.device
+    nbr_cost = torch.empty((n, K), dtype=torch.float32, device=dev)
+    nbr_idx = torch.empty((n, K), dtype=torch.long, device=dev)
+    cmax = torch.tensor(-math.inf, device=dev)
+    rb = max(1, min(row_block, (64 << 20) // max(4 * n, 1)))
+    tile = torch.empty((rb, n), dtype=torch.float32, device=dev)
+    for rs in range(0, n, rb):
+        re = min(rs + rb, n)
+        T = tile[: re - rs]
+        key = _rank_key(F, F.X[rs:re], F, T)
+        if F.metric == "euclidean":
+            cmax = torch.maximum(cmax, (key.amax(dim=1) + F.sq[rs:re]).max())
+        d = torch.arange(rs, re, device=dev)
+        key[d - rs, d] = -math.inf  # a point is its own nearest candidate
+        vals, idx = torch.topk(key, K, dim=1, largest=False)
+        nbr_idx[rs:re] = idx
+        nbr_cost[rs:re] = _key_to_cost(F, vals, F.sq[rs:re])
+    c0 = float(cmax.clamp_min(0).sqrt().item()) if F.metric == "euclidean" else 1.0
+    return nbr_cost, nbr_idx, c0
+
+
+#: largest pool for which the knn mode's neighbour lists are exact (brute force)
+EXACT_KNN_MAX = 65536
+
+
+def _rank_key(F: PreparedFeatures, A: torch.Tensor, B: PreparedFeatures, out: torch.Tensor):
+    """Per-row ranking key, monotone in the cost: ``|b|^2 - 2 a.b`` or ``-cos``."""
+    if F.metric == "cosine":
+        torch.mm(A, B.X.T, out=out)
+        return out.neg_()
+    return torch.addmm(B.sq.unsqueeze(0), A, B.X.T, beta=1.0, alpha=-2.0, out=out)
+
+
+def _key_to_cost(F: PreparedFeatures, vals: torch.Tensor, sq_rows: torch.Tensor) -> torch.Tensor:
+    """Costs from ranking keys ``(m, K)`` (same arithmetic as the dense tiles); the
+    ``-inf`` self entries become 0."""
+    self_mask = torch.isneginf(vals)
+    if F.metric == "cosine":
+        cost = (1.0 + vals).clamp_(0.0, 1.0)
+    else:
+        cost = (vals + sq_rows.unsqueeze(1)).clamp_(min=0.0).sqrt_()
+        if F.metric == "rbf":
+            cost = cost.mul_(-1.0 / F.dim).expm1_().neg_()
+    cost[self_mask] = 0.0
+    return cost
+
+
+def _knn_ivf(
+    F: PreparedFeatures, K: int, nprobe: int = 8, iters: int = 6, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Approximate kNN by an inverted file: k-means cells, search the nearest cells.
+
+    ``c0`` (euclidean) is the largest distance found by a few farthest-point sweeps, raised
+    to the largest kept neighbour cost if needed (a lower bound of the exact maximum,
+    which would cost a full ``n^2`` pass at this size).
+    """
+    n = F.n
+    dev = F.X.device
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    nlist = max(1, int(math.sqrt(n)))
+    X, sq = F.X, F.sq
+    sample = torch.randperm(n, generator=gen, device=dev)[: min(n, 64 * nlist)]
+    cent = X[sample[:nlist]].clone()
+    for _ in range(iters):
+        lab = _nearest_centroid(X[sample], cent)
+        sums = torch.zeros_like(cent).index_add_(0, lab, X[sample])
+        cnt = torch.bincount(lab, minlength=nlist).unsqueeze(1)
+        cent = torch.where(cnt > 0, sums / cnt.clamp_min(1), cent)
+    lab = _nearest_centroid(X, cent)
+    order = torch.argsort(lab, stable=True)
+    counts = torch.bincount(lab, minlength=nlist)
+    ptr = torch.zeros(nlist + 1, dtype=torch.long, device=dev)
+    ptr[1:] = torch.cumsum(counts, 0)
+    ptr_h = ptr.tolist()
+    csq = (cent * cent).sum(1)
+    cc = torch.addmm(csq.unsqueeze(0), cent, cent.T, alpha=-2.0) + csq.unsqueeze(1)
+    probe_order = torch.argsort(cc, dim=1).tolist()
+    counts_h = counts.tolist()
+    nbr_cost = torch.empty((n, K), dtype=torch.float32, device=dev)
+    nbr_idx = torch.empty((n, K), dtype=torch.long, device=dev)
+    for c in range(nlist):
+        if counts_h[c] == 0:
+            continue
+        q = order[ptr_h[c] : ptr_h[c + 1]]
+        cells, have = [c], counts_h[c]
+        for c2 in probe_order[c]:
+            if counts_h[c2] and c2 != c:
+                cells.append(c2)
+                have += counts_h[c2]
+            if len(cells) >= nprobe and have >= K:
+                break
+        cand = torch.cat([order[ptr_h[c2] : ptr_h[c2 + 1]] for c2 in cells])
+        B = PreparedFeatures(X[cand], sq[cand], F.metric, F.dim)
+        m = q.numel()
+        key = _rank_key(F, X[q], B, torch.empty((m, cand.numel()), device=dev))
+        key[:, :m].diagonal().fill_(-math.inf)  # cand starts with the cell itself
+        vals, pos = torch.topk(key, K, dim=1, largest=False)
+        nbr_idx[q] = cand[pos]
+        nbr_cost[q] = _key_to_cost(F, vals, sq[q])
+    if F.metric != "euclidean":
+        return nbr_cost, nbr_idx, 1.0
+    far = int(torch.argmax(sq).item())
+    best = 0.0
+    for _ in range(4):
+        dist = torch.linalg.vector_norm(X - X[far], dim=1)
+        j = int(torch.argmax(dist).item())
+        best = max(best, float(dist[j].item()))
+        far = j
+    c0 = max(best, float(nbr_cost.max().item()))
+    return nbr_cost, nbr_idx, c0
+
+
+def _nearest_centroid(X: torch.Tensor, cent: torch.Tensor, block: int = 65536) -> torch.Tensor:
+    csq = (cent * cent).sum(1)
+    out = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
+    for s in range(0, X.shape[0], block):
+        T = torch.addmm(csq.unsqueeze(0), X[s : s + block], cent.T, alpha=-2.0)
+        out[s : s + block] = torch.argmin(T, dim=1)
+    return out

@@ -1,0 +1,256 @@
+"""``coreselect.select``: the engine on arrays, numpy in and numpy out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from coreselect.coreset import Coreset
+from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
+from coreselect.submodular.kernels import METRICS, available_memory, prepare_features
+from coreselect.submodular.memory import dense_bytes
+from coreselect.submodular.optimizers import OPTIMIZERS
+from coreselect.submodular.partition import (
+    GROUP_RULES,
+    group_budgets,
+    merge_by_gain,
+    resolve_budget,
+)
+from coreselect.submodular.weights import (
+    assignment_from_picks,
+    cluster_sizes,
+    nearest_assignment,
+    normalize_weights,
+)
+
+__all__ = ["select", "resolve_device", "choose_mode"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> str:
+    """``dense`` when the ``n x n`` float32 matrix fits ``max_memory`` (default: half the
+    memory available on ``device``), else ``knn``."""
+    limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
+    return "dense" if dense_bytes(n) <= limit else "knn"
+
+
+def _as_tensor(X: object) -> torch.Tensor:
+    if torch.is_tensor(X):
+        T = X.detach()
+    else:
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:  # ragged input
+            raise ValueError(f"X must be a 2-D numeric array (n, d): {exc}") from exc
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise ValueError(f"X must be a 2-D numeric array (n, d), got dtype {arr.dtype}")
+        T = torch.from_numpy(np.ascontiguousarray(arr))
+    if T.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n, d), got shape {tuple(T.shape)}")
+    if T.shape[0] < 1 or T.shape[1] < 1:
+        raise ValueError(f"X must have at least one row and one column, got shape {tuple(T.shape)}")
+    if T.is_complex():
+        raise ValueError("X must be real-valued, got a complex array")
+    if not T.is_floating_point():
+        T = T.to(torch.float32)
+    finite = torch.isfinite(T).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise ValueError(f"X contains NaN or inf values (first at row {bad})")
+    return T
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def select(
+    X: np.ndarray | torch.Tensor,
+    budget: int | float,
+    *,
+    labels: np.ndarray | None = None,
+    metric: str = "euclidean",
+    optimizer: str = "lazy",
+    normalize: bool = True,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    epsilon: float = 0.01,
+    mode: str = "auto",
+    max_memory: int | None = None,
+    group_budget: str = "proportional",
+    k_neighbors: int | None = None,
+    batch: int = 16,
+) -> Coreset:
+    """Select a weighted coreset by greedy facility-location maximization.
+
+    Args:
+        X: ``(n, d)`` features or gradients (numpy array or torch tensor, finite).
+        budget: int count in ``[1, n]``, or float fraction in ``(0, 1]`` of ``n``
+            (rounded to the nearest count, at least 1).
+        labels: optional ``(n,)`` group labels; selection runs per group with budgets split
+            by ``group_budget`` and the picks are merged by gain.
+        metric: ``euclidean`` (``s = max_d - d``), ``rbf`` (``exp(-d/D)``), ``cosine``
+            (``max(cos, 0)``).
+        optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``.
+        normalize: weights scaled to mean 1 over the coreset (default); ``False`` returns
+            raw cluster sizes, which sum to ``n`` (with labels: to the size of the groups
+            that received at least one pick — a budget smaller than the number of groups
+            leaves some groups unrepresented).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ...
+        seed: seed of the stochastic optimizer's sampling.
+        epsilon: stochastic greedy's ``epsilon`` (sample ``(n/k) log(1/epsilon)``).
+        mode: ``auto``, ``dense``, ``blockwise`` or ``knn`` (memory mode, per pool).
+        max_memory: bytes the dense matrix may use (``auto`` mode; default half of the
+            available memory on the device).
+        group_budget: ``proportional`` (sums exactly to the budget) or ``equal``.
+        k_neighbors: neighbours per point in ``knn`` mode (default ``max(32, 4 n / k)``).
+        batch: initial lazy-evaluation batch.
+
+    Returns:
+        :class:`~coreselect.coreset.Coreset` with ``indices`` ``(k,)`` int64 ordered by
+        gain (groups merged), ``weights`` ``(k,)`` float32, ``gains`` ``(k,)`` float64,
+        ``objective`` (sum over groups of ``F``) and ``meta`` (timings, mode, budgets...).
+
+    Raises:
+        ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
+            fraction outside ``(0, 1]``, labels of the wrong length, unknown options.
+    """
+    t_start = time.perf_counter()
+    Xt = _as_tensor(X)
+    n, d = int(Xt.shape[0]), int(Xt.shape[1])
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if mode != "auto" and mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose auto or one of {', '.join(MODES)}")
+    if group_budget not in GROUP_RULES:
+        raise ValueError(f"group_budget must be one of {', '.join(GROUP_RULES)}")
+    if optimizer == "stochastic" and not 0.0 < float(epsilon) < 1.0:
+        raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    k = resolve_budget(budget, n)
+
+    if labels is None:
+        inverse = np.zeros(n, dtype=np.int64)
+        classes = np.zeros(1, dtype=np.int64)
+    else:
+        lab = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+        if lab.ndim != 1 or lab.shape[0] != n:
+            raise ValueError(f"labels must have shape ({n},) to match X, got {lab.shape}")
+        classes, inverse = np.unique(lab, return_inverse=True)
+    members = [np.flatnonzero(inverse == g) for g in range(len(classes))]
+    budgets = group_budgets([m.size for m in members], k, group_budget)
+
+    dev = resolve_device(device)
+    pool_max = max(m.size for m, b in zip(members, budgets) if b > 0)
+    used_mode = mode if mode != "auto" else choose_mode(pool_max, dev, max_memory)
+    if mode == "dense" and max_memory is not None and dense_bytes(pool_max) > max_memory:
+        raise ValueError(
+            f"dense mode needs {dense_bytes(pool_max) / 2**20:.0f} MiB for a pool of "
+            f"{pool_max}, more than max_memory={max_memory / 2**20:.0f} MiB"
+        )
+    Xd = Xt.to(dev)
+
+    streams: list[tuple[np.ndarray, np.ndarray]] = []
+    raws: list[np.ndarray] = []
+    objective = 0.0
+    kernel_s = greedy_s = weights_s = 0.0
+    evaluations = 0
+    neighbors_used: list[int] = []
+    for g, (mem, kg) in enumerate(zip(members, budgets)):
+        if kg == 0:
+            streams.append((np.zeros(0, np.int64), np.zeros(0)))
+            raws.append(np.zeros(0))
+            continue
+        ng = mem.size
+        Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
+        _sync(dev)
+        t0 = time.perf_counter()
+        K = None
+        if used_mode == "knn":
+            K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
+            K = min(int(K), ng)
+            neighbors_used.append(K)
+        oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
+        _sync(dev)
+        t1 = time.perf_counter()
+        kwargs = {"batch": batch} if optimizer == "lazy" else {}
+        if optimizer == "stochastic":
+            kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
+        res = OPTIMIZERS[optimizer](oracle, kg, **kwargs)
+        _sync(dev)
+        t2 = time.perf_counter()
+        evaluations += res.evaluations
+        if used_mode == "knn":
+            F = prepare_features(Xg, metric)
+            pos, cost = nearest_assignment(F, res.picks)
+        else:
+            pos = assignment_from_picks(res.assign, res.picks, ng)
+            cost = res.dcur
+        raw = cluster_sizes(pos, kg)
+        objective += float(ng * oracle.c0 - cost.to(torch.float64).sum().item())
+        del oracle
+        _sync(dev)
+        t3 = time.perf_counter()
+        kernel_s += t1 - t0
+        greedy_s += t2 - t1
+        weights_s += t3 - t2
+        streams.append((mem[res.picks.cpu().numpy()], res.gains.cpu().numpy()))
+        raws.append(raw.cpu().numpy())
+
+    idx, gains, gof = merge_by_gain(streams)
+    # weights in merged order: position of each pick inside its group's stream
+    raw_all = np.concatenate(raws) if raws else np.zeros(0)
+    offsets = np.cumsum([0] + [len(s[0]) for s in streams])[:-1]
+    counters = np.zeros(len(streams), dtype=np.int64)
+    order = np.empty(len(idx), dtype=np.int64)
+    for t, g in enumerate(gof):
+        order[t] = offsets[g] + counters[g]
+        counters[g] += 1
+    raw_merged = torch.from_numpy(raw_all[order])
+    weights = normalize_weights(raw_merged) if normalize else raw_merged
+    total_s = time.perf_counter() - t_start
+    meta = {
+        "method": "facility_location",
+        "budget": int(k),
+        "n": n,
+        "d": d,
+        "metric": metric,
+        "optimizer": optimizer,
+        "epsilon": float(epsilon) if optimizer == "stochastic" else None,
+        "mode": used_mode,
+        "device": str(dev),
+        "seed": int(seed),
+        "normalize": bool(normalize),
+        "group_budget": group_budget if labels is not None else None,
+        "groups": [str(c) for c in classes.tolist()] if labels is not None else None,
+        "group_budgets": budgets if labels is not None else None,
+        "k_neighbors": neighbors_used or None,
+        "evaluations": int(evaluations),
+        "kernel_s": kernel_s,
+        "greedy_s": greedy_s,
+        "weights_s": weights_s,
+        "total_s": total_s,
+        "threads": torch.get_num_threads(),
+    }
+    return Coreset(
+        indices=idx,
+        weights=weights.numpy().astype(np.float32),
+        gains=gains,
+        objective=objective,
+        meta=meta,
+    )

@@ -1,0 +1,96 @@
+"""Bad input to the engine: a ValueError naming the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coreselect import select
+from coreselect.submodular.partition import group_budgets, merge_by_gain, resolve_budget
+
+X = np.random.default_rng(0).normal(size=(20, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"budget": 0}, "at least 1"),
+        ({"budget": -3}, "at least 1"),
+        ({"budget": 21}, "larger than the pool size"),
+        ({"budget": 0.0}, r"fraction .* \(0, 1\]"),
+        ({"budget": 1.5}, r"fraction .* \(0, 1\]"),
+        ({"budget": float("nan")}, r"fraction"),
+        ({"budget": "10"}, "int count or a float fraction"),
+        ({"budget": True}, "int count or a float fraction"),
+        ({"budget": 5, "labels": np.zeros(19)}, "labels must have shape"),
+        ({"budget": 5, "labels": np.zeros((20, 1))}, "labels must have shape"),
+        ({"budget": 5, "metric": "manhattan"}, "unknown metric"),
+        ({"budget": 5, "optimizer": "greedy"}, "unknown optimizer"),
+        ({"budget": 5, "mode": "sparse"}, "unknown mode"),
+        ({"budget": 5, "group_budget": "random"}, "group_budget"),
+        ({"budget": 5, "optimizer": "stochastic", "epsilon": 1.5}, "epsilon"),
+        ({"budget": 5, "mode": "dense", "max_memory": 10}, "dense mode needs"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    kw = dict(kwargs)
+    budget = kw.pop("budget")
+    with pytest.raises(ValueError, match=match):
+        select(X, budget, **kw)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features(bad):
+    Y = X.copy()
+    Y[7, 1] = bad
+    with pytest.raises(ValueError, match="NaN or inf.*row 7"):
+        select(Y, 5)
+
+
+@pytest.mark.parametrize("shape", [(20,), (2, 5, 3), (0, 3), (5, 0)])
+def test_bad_shapes(shape):
+    with pytest.raises(ValueError, match="X must"):
+        select(np.zeros(shape), 1)
+
+
+def test_non_numeric():
+    with pytest.raises(ValueError, match="numeric"):
+        select(np.array([["a", "b"], ["c", "d"]]), 1)
+
+
+def test_budget_rules():
+    assert resolve_budget(0.1, 30000) == 3000
+    assert resolve_budget(1.0, 7) == 7
+    assert resolve_budget(0.01, 10) == 1  # at least one
+    assert resolve_budget(np.int64(4), 10) == 4
+
+
+def test_group_budgets_proportional_sum_and_redistribution():
+    assert group_budgets([50, 30, 20], 10) == [5, 3, 2]
+    assert sum(group_budgets([7, 11, 13, 1], 9)) == 9
+    # a group smaller than its share takes all, the rest is redistributed
+    b = group_budgets([2, 100, 100], 60, "equal")
+    assert b == [2, 29, 29]
+    b = group_budgets([1, 1, 98], 50)
+    assert sum(b) == 50 and b[2] <= 98
+    b = group_budgets([3, 5, 40], 45, "proportional")
+    assert b[0] <= 3 and b[1] <= 5 and sum(b) == 45
+    assert group_budgets([3, 4], 7, "equal") == [3, 4]
+    for sizes, k in [([5, 5, 5], 4), ([1, 2, 3, 4], 10), ([9], 9), ([6, 1], 2)]:
+        for rule in ("proportional", "equal"):
+            b = group_budgets(sizes, k, rule)
+            assert sum(b) == k and all(0 <= x <= s for x, s in zip(b, sizes))
+    with pytest.raises(ValueError, match="larger than the pool"):
+        group_budgets([2, 2], 5)
+
+
+def test_merge_by_gain_is_stable_and_keeps_group_order():
+    a = (np.array([1, 2, 3]), np.array([5.0, 3.0, 1.0]))
+    b = (np.array([10, 11]), np.array([5.0, 4.0]))
+    idx, gains, gof = merge_by_gain([a, b])
+    assert idx.tolist() == [1, 10, 11, 2, 3]
+    assert gof.tolist() == [0, 1, 1, 0, 0]
+    # a non-monotone stream (stochastic greedy) keeps its own order
+    c = (np.array([7, 8]), np.array([1.0, 2.0]))
+    idx, _, _ = merge_by_gain([c, (np.array([9]), np.array([1.5]))])
+    assert idx.tolist() == [9, 7, 8]

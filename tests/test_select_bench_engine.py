@@ -1,0 +1,83 @@
+"""The engine benchmark's pieces: data, the shared float64 re-scoring, a tiny real run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from coreselect.bench.engine import load_features, pool_max_distance, register, rescore
+
+
+def test_rescore_matches_brute_force():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    picks = np.array([3, 17, 25])
+    D = np.linalg.norm(X[:, None, :].astype(np.float64) - X[None, :, :], axis=2)
+    r = rescore(X, picks, "euclidean")
+    assert r["cost"] == pytest.approx(D[:, picks].min(axis=1).sum(), rel=1e-9)
+    assert r["objective"] == pytest.approx(40 * D.max() - r["cost"], rel=1e-9)
+    assert pool_max_distance(X) == pytest.approx(D.max(), rel=1e-9)
+    rb = rescore(X, picks, "rbf")
+    assert rb["objective"] == pytest.approx(np.exp(-D[:, picks] / 3).max(axis=1).sum(), rel=1e-9)
+
+
+def test_blobs_features_are_seeded():
+    a = load_features("blobs", 500, 8, seed=1)
+    b = load_features("blobs", 500, 8, seed=1)
+    assert a.shape == (500, 8) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown data"):
+        load_features("cifar", 10, 2)
+
+
+def test_tiny_engine_run(tmp_path):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(
+        [
+            "engine",
+            "--n",
+            "300",
+            "--d",
+            "4",
+            "--fraction",
+            "0.1",
+            "--data",
+            "blobs",
+            "--ours",
+            "lazy",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res) >= {"machine", "floor", "runs", "ratios"}
+    (run,) = res["runs"]
+    for key in (
+        "impl",
+        "optimizer",
+        "epsilon",
+        "mode",
+        "n",
+        "d",
+        "k",
+        "threads",
+        "cold_s",
+        "seconds",
+        "kernel_s",
+        "greedy_s",
+        "peak_mb",
+        "objective",
+        "cost_ratio",
+    ):
+        assert key in run, key
+    assert run["k"] == 30 and run["cost_ratio"] == pytest.approx(1.0)
