@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 import warnings
 
-
 from coreselect.methods.base import EpochStrategy, TrainPlan, check_reselect_every
 from coreselect.methods.registry import register
 from coreselect.signals import FEATURES, compute
