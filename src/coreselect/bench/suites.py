@@ -11,7 +11,8 @@ class MethodSpec:
 
     ``label`` names the row; ``method`` and ``options`` build the strategy; ``tune`` maps an
     option to candidate values chosen on validation (seed-0 runs, best final validation
-    accuracy); ``fractions`` restricts the row to some fractions (None: all).
+    accuracy); ``fractions`` sets the row's fractions (None: the suite's); ``label_noise``
+    trains it on labels with that share flipped (seeded; evaluation labels stay clean).
     """
 
     label: str
@@ -19,6 +20,7 @@ class MethodSpec:
     options: dict = field(default_factory=dict)
     tune: dict | None = None
     fractions: tuple[float, ...] | None = None
+    label_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Suite:
     eval_val_subset: int | None = None
     limit: int | None = None
     cudnn_benchmark: bool = False
+    report: str = "train"  # "train": vs random/full-short/full; "augment": vs augmentation anchors
     description: str = ""
 
 
@@ -106,6 +109,63 @@ FMNIST_GPU = Suite(
     description="ResNet-18 (CIFAR stem) on Fashion-MNIST, one GPU, bf16, crop+flip, 15 epochs",
 )
 
+
+def _augment_rows(reselect: int) -> tuple[MethodSpec, ...]:
+    sub = {"reselect_every": reselect}
+    noisy = 0.3
+    return (
+        MethodSpec("none", "full"),
+        MethodSpec("augment-all", "augment-full"),
+        MethodSpec("coreset", "augment-coreset", sub),
+        MethodSpec("random", "augment-random", sub),
+        MethodSpec("max-loss", "augment-maxloss", sub),
+        MethodSpec("none+noise30", "full", label_noise=noisy),
+        MethodSpec("augment-all+noise30", "augment-full", label_noise=noisy),
+        MethodSpec("coreset+noise30", "augment-coreset", sub, fractions=(0.5,), label_noise=noisy),
+        MethodSpec("random+noise30", "augment-random", sub, fractions=(0.5,), label_noise=noisy),
+    )
+
+
+FMNIST_AUGMENT = Suite(
+    name="fmnist-augment",
+    dataset="fashion-mnist",
+    model="cnn",
+    epochs=15,
+    fractions=(0.1, 0.3),
+    seeds=(0, 1, 2),
+    methods=_augment_rows(reselect=5),
+    batch_size=128,
+    lr=0.05,
+    augment="none",
+    device="cpu",
+    limit=10_000,
+    eval_test_subset=2000,
+    eval_val_subset=1000,
+    report="augment",
+    description="augment only a subset: small CNN, 10k Fashion-MNIST images, RandAugment copies",
+)
+
+FMNIST_AUGMENT_GPU = Suite(
+    name="fmnist-augment-gpu",
+    dataset="fashion-mnist",
+    model="resnet18",
+    epochs=15,
+    fractions=(0.1, 0.3),
+    seeds=(0, 1, 2),
+    methods=_augment_rows(reselect=5),
+    batch_size=256,
+    lr=0.1,
+    augment="crop-flip",
+    amp="bf16",
+    device="cuda",
+    limit=10_000,
+    eval_test_subset=2000,
+    eval_val_subset=1000,
+    cudnn_benchmark=True,
+    report="augment",
+    description="augment only a subset: ResNet-18, 10k Fashion-MNIST images, GPU",
+)
+
 SMOKE = Suite(
     name="smoke",
     dataset="blobs",
@@ -122,7 +182,26 @@ SMOKE = Suite(
     description="seconds-long check of the harness on synthetic blobs",
 )
 
-SUITES = {s.name: s for s in (FMNIST_CPU, FMNIST_GPU, SMOKE)}
+SMOKE_AUGMENT = Suite(
+    name="smoke-augment",
+    dataset="blobs",
+    model="mlp",
+    epochs=2,
+    fractions=(0.2,),
+    seeds=(0, 1),
+    methods=_augment_rows(reselect=1),
+    batch_size=32,
+    lr=0.05,
+    device="cpu",
+    eval_test_subset=200,
+    report="augment",
+    description="seconds-long check of the augmentation harness on synthetic blobs",
+)
+
+SUITES = {
+    s.name: s
+    for s in (FMNIST_CPU, FMNIST_GPU, FMNIST_AUGMENT, FMNIST_AUGMENT_GPU, SMOKE, SMOKE_AUGMENT)
+}
 
 
 def get_suite(name: str) -> Suite:

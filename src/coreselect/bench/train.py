@@ -30,7 +30,7 @@ def register(bench_subparsers) -> None:
     p = bench_subparsers.add_parser(
         "train", help="time-to-accuracy suites (fmnist-cpu, fmnist-gpu)"
     )
-    p.add_argument("--suite", required=True, help="fmnist-cpu | fmnist-gpu")
+    p.add_argument("--suite", required=True, help="fmnist-cpu | fmnist-gpu | fmnist-augment | …")
     p.add_argument("--out", required=True, help="folder for results.json, report.md, curves.png")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the suite's)")
     p.add_argument("--methods", default=None, help="comma-separated row labels (default: all)")
@@ -84,7 +84,6 @@ def run_suite(
     store.setdefault("suite", suite.name)
     store.setdefault("runs", [])
     seeds = list(seeds or suite.seeds)
-    fractions = list(fractions or suite.fractions)
     specs = [m for m in suite.methods if labels is None or m.label in labels]
     unknown = set(labels or []) - {m.label for m in suite.methods}
     if unknown:
@@ -99,13 +98,23 @@ def run_suite(
         torch.set_num_threads(int(os.environ.get("CORESELECT_THREADS", torch.get_num_threads())))
     torch.backends.cudnn.benchmark = suite.cudnn_benchmark
     warmed = False
+    from coreselect.methods import get_method
+
     for seed in seeds:
-        data = load_dataset(suite.dataset, seed=seed, limit=suite.limit)
-        for fraction in fractions:
-            for spec in specs:
-                if spec.fractions is not None and fraction not in spec.fractions:
+        datasets = {}
+        for spec in specs:
+            noise = spec.label_noise
+            if noise not in datasets:
+                datasets[noise] = load_dataset(
+                    suite.dataset, seed=seed, limit=suite.limit, label_noise=noise
+                )
+            data = datasets[noise]
+            spec_fractions = spec.fractions or suite.fractions
+            fixed = get_method(spec.method).cls.fixed_fraction
+            for fraction in spec_fractions:
+                if fractions is not None and fraction not in fractions and fixed is None:
                     continue
-                f = 1.0 if spec.method == "full" else fraction
+                f = fixed if fixed is not None else fraction
                 for options, candidate in _candidates(spec, store, f, seed):
                     run_id = _run_id(spec.label, f, seed, candidate)
                     if any(r["run_id"] == run_id for r in store["runs"]):
@@ -120,6 +129,7 @@ def run_suite(
                         "run_id": run_id,
                         "label": spec.label,
                         "candidate": candidate,
+                        "label_noise": spec.label_noise,
                         "elapsed_s": time.perf_counter() - started,
                     }
                     store["runs"].append(entry)
@@ -373,6 +383,8 @@ def write_report(suite: Suite, out: Path) -> Path:
     store = _load(out)
     runs = store.get("runs", [])
     summary = summarize(suite, runs)
+    n_train = runs[0]["config"]["n_train"] if runs else "?"
+    options = {s.label: s.options for s in suite.methods if s.options}
     lines = [
         f"# {suite.name}: {suite.description}",
         "",
@@ -383,9 +395,18 @@ def write_report(suite: Suite, out: Path) -> Path:
         "⌈f·E·N/b⌉ steps; wall time = training steps + selection (evaluation excluded).",
         "",
         f"Command: `coreselect bench train --suite {suite.name} --out {out}`. "
-        f"Seeds: {sorted({r['seed'] for r in runs})}. Machine: `{_machine(store)}`.",
+        f"Seeds: {sorted({r['seed'] for r in runs})}. Training examples: {n_train}. "
+        f"Machine: `{_machine(store)}`.",
         "",
     ]
+    if options:
+        lines += [f"Method options: {options}.", ""]
+    if suite.report == "augment":
+        from coreselect.bench.augment import write_augment_report
+
+        path = write_augment_report(suite, store, out, lines)
+        _plot(suite, runs, summary, out / "curves.png")
+        return path
     full = summary["full"]
     if full:
         lines += [

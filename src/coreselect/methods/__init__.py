@@ -4,7 +4,7 @@
 from coreselect.methods import full, random  # noqa: F401
 
 # isort: split
-from coreselect.methods import adacore, craig, crest  # noqa: F401
+from coreselect.methods import adacore, augment_coreset, craig, crest  # noqa: F401
 
 # isort: split
 from coreselect.methods import forgetting, gradmatch, herding, kcenter, scores  # noqa: F401
