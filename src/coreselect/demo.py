@@ -16,6 +16,8 @@ from coreselect.plots import plot_curves, record_curve
 from coreselect.train import Trainer
 
 BASELINES = ("full", "full-short", "random")
+#: options for the demo's small training set (CREST's 1 % pools would be under a batch)
+DEMO_OPTIONS = {"crest": {"pool_fraction": 0.02}}
 
 
 def demo_methods() -> list[str]:
@@ -56,7 +58,7 @@ def run_demo(
     records = {}
     started = time.perf_counter()
     for name in demo_methods():
-        strategy = build_strategy(name)
+        strategy = build_strategy(name, **DEMO_OPTIONS.get(name, {}))
         torch.manual_seed(seed)
         net = build_model(model, data.input_shape, data.num_classes)
         f = strategy.fixed_fraction or fraction

@@ -12,18 +12,28 @@ def plot_curves(curves: dict[str, list[tuple[float, float]]], path, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for label, points in curves.items():
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    colors = plt.get_cmap("tab20").colors
+    markers = "os^Dv<>pXh"
+    for i, (label, points) in enumerate(curves.items()):
         pts = [(t, a) for t, a in points if a is not None]
         if not pts:
             continue
         xs, ys = zip(*pts)
-        ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=label)
+        ax.plot(
+            xs,
+            [100 * y for y in ys],
+            color=colors[i % len(colors)],
+            marker=markers[i % len(markers)],
+            markersize=3,
+            linewidth=1.2,
+            label=label,
+        )
     ax.set_xlabel("wall time, selection included (s)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2 if len(curves) > 10 else 1)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

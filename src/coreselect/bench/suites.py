@@ -130,7 +130,7 @@ FMNIST_AUGMENT = Suite(
     name="fmnist-augment",
     dataset="fashion-mnist",
     model="cnn",
-    epochs=15,
+    epochs=30,
     fractions=(0.1, 0.3),
     seeds=(0, 1, 2),
     methods=_augment_rows(reselect=5),
@@ -138,11 +138,11 @@ FMNIST_AUGMENT = Suite(
     lr=0.05,
     augment="none",
     device="cpu",
-    limit=10_000,
+    limit=5_000,
     eval_test_subset=2000,
     eval_val_subset=1000,
     report="augment",
-    description="augment only a subset: small CNN, 10k Fashion-MNIST images, RandAugment copies",
+    description="augment a subset only: small CNN, 5k Fashion-MNIST images, 30 epochs, RandAugment",
 )
 
 FMNIST_AUGMENT_GPU = Suite(
