@@ -109,8 +109,12 @@ def run_blocks(fn, starts, workers: int) -> None:
     """
     starts = list(starts)
     if workers <= 1 or len(starts) <= 1:
-        for s in starts:
-            fn(s, 0)
+        # a single block on CPU runs with one intra-op thread too: on a small block an
+        # OpenMP fork/join costs more than it saves, and waits a whole scheduler slice
+        # (milliseconds) when the other core is busy
+        with single_thread() if workers > 1 else contextlib.nullcontext():
+            for s in starts:
+                fn(s, 0)
         return
     workers = min(workers, len(starts))
     lock = threading.Lock()

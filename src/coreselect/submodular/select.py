@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from coreselect.coreset import Coreset
+from coreselect.submodular import grouped as _grouped
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
 from coreselect.submodular.kernels import METRICS, available_memory, prepare_features
 from coreselect.submodular.memory import dense_bytes
-from coreselect.submodular.optimizers import OPTIMIZERS
+from coreselect.submodular.optimizers import OPTIMIZERS, GreedyResult
 from coreselect.submodular.partition import (
     GROUP_RULES,
     group_budgets,
@@ -102,7 +103,10 @@ def select(
         budget: int count in ``[1, n]``, or float fraction in ``(0, 1]`` of ``n``
             (rounded to the nearest count, at least 1).
         labels: optional ``(n,)`` group labels; selection runs per group with budgets split
-            by ``group_budget`` and the picks are merged by gain.
+            by ``group_budget`` and the picks are merged by gain. In dense mode the
+            ``lazy`` optimizer runs all groups together
+            (:mod:`~coreselect.submodular.grouped`) when the padded ``(G, m, m)`` matrices
+            fit ``max_memory``; the result is the same as one group at a time.
         metric: ``euclidean`` (``s = max_d - d``), ``rbf`` (``exp(-d/D)``), ``cosine``
             (``max(cos, 0)``).
         optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``.
@@ -115,7 +119,7 @@ def select(
         epsilon: stochastic greedy's ``epsilon`` (sample ``(n/k) log(1/epsilon)``).
         mode: ``auto``, ``dense``, ``blockwise`` or ``knn`` (memory mode, per pool).
         max_memory: bytes the dense matrix may use (``auto`` mode; default half of the
-            available memory on the device).
+            available memory on the device); also the limit of the grouped matrices.
         group_budget: ``proportional`` (sums exactly to the budget) or ``equal``.
         k_neighbors: neighbours per point in ``knn`` mode (default ``max(32, 4 n / k)``).
         batch: initial lazy-evaluation batch.
@@ -123,7 +127,8 @@ def select(
     Returns:
         :class:`~coreselect.coreset.Coreset` with ``indices`` ``(k,)`` int64 ordered by
         gain (groups merged), ``weights`` ``(k,)`` float32, ``gains`` ``(k,)`` float64,
-        ``objective`` (sum over groups of ``F``) and ``meta`` (timings, mode, budgets...).
+        ``objective`` (sum over groups of ``F``) and ``meta`` (timings, mode, budgets,
+        ``grouped`` and its ``rounds``...).
 
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
@@ -164,6 +169,16 @@ def select(
             f"{pool_max}, more than max_memory={max_memory / 2**20:.0f} MiB"
         )
     Xd = Xt.to(dev)
+    live = [g for g, b in enumerate(budgets) if b > 0]
+    grouped = (
+        _grouped.ENABLED
+        and labels is not None
+        and used_mode == "dense"
+        and optimizer == "lazy"
+        and len(live) >= 2
+        and _grouped.grouped_dense_bytes([members[g].size for g in live])
+        <= (int(max_memory) if max_memory is not None else available_memory(dev) // 2)
+    )
 
     streams: list[tuple[np.ndarray, np.ndarray]] = []
     raws: list[np.ndarray] = []
@@ -171,29 +186,53 @@ def select(
     kernel_s = greedy_s = weights_s = 0.0
     evaluations = 0
     neighbors_used: list[int] = []
+    # labelled dense lazy selections run all groups together (same results)
+    done: dict[int, tuple[GreedyResult, float]] = {}
+    rounds = None
+    if grouped:
+        _sync(dev)
+        t0 = time.perf_counter()
+        data = _grouped.build_grouped_dense(Xd, [members[g] for g in live], metric)
+        _sync(dev)
+        t1 = time.perf_counter()
+        gstats: dict = {}
+        res_all = _grouped.grouped_lazy_greedy(
+            data, [budgets[g] for g in live], batch=batch, stats=gstats
+        )
+        _sync(dev)
+        kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
+        done = dict(zip(live, zip(res_all, data.c0)))
+        rounds = gstats["rounds"]
+        del data
     for g, (mem, kg) in enumerate(zip(members, budgets)):
         if kg == 0:
             streams.append((np.zeros(0, np.int64), np.zeros(0)))
             raws.append(np.zeros(0))
             continue
         ng = mem.size
-        Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
         _sync(dev)
         t0 = time.perf_counter()
-        K = None
-        if used_mode == "knn":
-            K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
-            K = min(int(K), ng)
-            neighbors_used.append(K)
-        oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
-        _sync(dev)
-        t1 = time.perf_counter()
-        kwargs = {"batch": batch} if optimizer == "lazy" else {}
-        if optimizer == "stochastic":
-            kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
-        res = OPTIMIZERS[optimizer](oracle, kg, **kwargs)
-        _sync(dev)
-        t2 = time.perf_counter()
+        if g in done:
+            res, c0 = done[g]
+            t1 = t2 = t0
+        else:
+            Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
+            K = None
+            if used_mode == "knn":
+                K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
+                K = min(int(K), ng)
+                neighbors_used.append(K)
+            oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
+            c0 = oracle.c0
+            _sync(dev)
+            t1 = time.perf_counter()
+            kwargs = {"batch": batch} if optimizer == "lazy" else {}
+            if optimizer == "stochastic":
+                kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
+            res = OPTIMIZERS[optimizer](oracle, kg, **kwargs)
+            del oracle
+            _sync(dev)
+            t2 = time.perf_counter()
         evaluations += res.evaluations
         if used_mode == "knn":
             F = prepare_features(Xg, metric)
@@ -202,8 +241,7 @@ def select(
             pos = assignment_from_picks(res.assign, res.picks, ng)
             cost = res.dcur
         raw = cluster_sizes(pos, kg)
-        objective += float(ng * oracle.c0 - cost.to(torch.float64).sum().item())
-        del oracle
+        objective += float(ng * c0 - cost.to(torch.float64).sum().item())
         _sync(dev)
         t3 = time.perf_counter()
         kernel_s += t1 - t0
@@ -240,6 +278,8 @@ def select(
         "groups": [str(c) for c in classes.tolist()] if labels is not None else None,
         "group_budgets": budgets if labels is not None else None,
         "k_neighbors": neighbors_used or None,
+        "grouped": bool(grouped),
+        "rounds": rounds,
         "evaluations": int(evaluations),
         "kernel_s": kernel_s,
         "greedy_s": greedy_s,
