@@ -222,7 +222,7 @@ def _worker(cfg: dict) -> dict:
                 optimizer=opt,
                 epsilon=cfg.get("epsilon") or 0.01,
                 mode=cfg["mode"],
-                device="cpu",
+                device=cfg.get("device", "cpu"),
                 metric=cfg["metric"],
                 seed=0,
             )
@@ -238,6 +238,8 @@ def _worker(cfg: dict) -> dict:
             )
             picks = cs.indices
             extra = {"engine_objective": cs.objective, "k_neighbors": cs.meta["k_neighbors"]}
+            if cfg.get("device", "cpu") != "cpu":
+                extra["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     elif impl == "apricot":
         import apricot
         import apricot.functions.base as abase
@@ -432,6 +434,7 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--data-dir", default=None)
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "rbf", "cosine"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu | cuda (coreselect rows only)")
     p.add_argument("--compare", default="", help="comma list: apricot,submodlib")
     p.add_argument(
         "--ours",
@@ -467,7 +470,13 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     feat = tmp / "X.npy"
     np.save(feat, X)
     machine = _machine()
-    base = {"features": str(feat), "k": k, "metric": args.metric, "epsilon": None}
+    base = {
+        "features": str(feat),
+        "k": k,
+        "metric": args.metric,
+        "epsilon": None,
+        "device": args.device,
+    }
 
     configs: list[dict] = []
     T = args.threads
@@ -548,7 +557,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
 
     print(f"engine bench: n={n} d={d} k={k} data={args.data} threads={T}", flush=True)
     floor = None
-    if n <= 75_000:
+    if n <= 75_000 and args.device == "cpu":
         floor = _run_config(
             {**base, "impl": "floor", "optimizer": "-", "mode": "-", "threads": T, "repeats": 0},
             args.timeout,
@@ -569,6 +578,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             "d": d,
             "k": k,
             "threads": cfg["threads"],
+            "device": cfg.get("device", "cpu") if cfg["impl"] == "coreselect" else "cpu",
             "data": args.data,
             "metric": args.metric,
         }
@@ -592,6 +602,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
                 "warm_kernel_s": statistics.median(c["kernel"] for c in warm) if warm else None,
                 "warm_greedy_s": statistics.median(c["greedy"] for c in warm) if warm else None,
                 "peak_mb": res["peak_mb"],
+                "gpu_peak_mb": res.get("gpu_peak_mb"),
                 "warm_calls": len(warm),
             }
         )

@@ -11,7 +11,7 @@ from torch import nn
 
 from coreselect.methods.base import EpochStrategy, StepStrategy, Strategy
 from coreselect.train.context import TrainContext
-from coreselect.train.stream import PlanStream, apply_transforms
+from coreselect.train.stream import PlanStream, apply_transforms, step_batch
 from coreselect.train.trainer import resolve_device, step_budget
 
 
@@ -104,10 +104,7 @@ class CoresetLoader:
             self._stream.set_plan(self._plan)
         for _ in range(self.steps_per_epoch):
             if isinstance(strategy, StepStrategy):
-                idx, w = strategy.next_batch(ctx)
-                idx = np.asarray(idx, dtype=np.int64)
-                w = np.ones(idx.size, np.float32) if w is None else np.asarray(w, np.float32)
-                src = np.zeros(idx.size, dtype=np.int64)
+                idx, w, src = step_batch(strategy, ctx)
             else:
                 idx, w, src = self._stream.next()
             self._last = idx

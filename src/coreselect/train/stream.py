@@ -67,3 +67,12 @@ def apply_transforms(x, src: np.ndarray, plan: TrainPlan | None, main_transform,
             rows = torch.from_numpy(np.nonzero(src == s)[0]).to(x.device)
             out[rows] = transform(x[rows], generator=generator)
     return out
+
+
+def step_batch(strategy, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A StepStrategy's next batch as ``(indices (b,) int64, weights (b,) float32, sources)``;
+    missing weights are 1 and every source is the main set (0)."""
+    idx, w = strategy.next_batch(ctx)
+    idx = np.asarray(idx, dtype=np.int64)
+    w = np.ones(idx.size, np.float32) if w is None else np.asarray(w, np.float32)
+    return idx, w, np.zeros(idx.size, dtype=np.int64)

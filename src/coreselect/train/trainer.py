@@ -25,7 +25,7 @@ from coreselect.train.clock import PhaseTimer
 from coreselect.train.context import TrainContext, _autocast, eval_batch_size
 from coreselect.train.record import RunRecord, environment
 from coreselect.train.schedule import SCHEDULES, lr_factor
-from coreselect.train.stream import PlanStream, apply_transforms
+from coreselect.train.stream import PlanStream, apply_transforms, step_batch
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
@@ -226,14 +226,7 @@ class Trainer:
                     ctx.step = step
                     if isinstance(strategy, StepStrategy):
                         with timer.phase("select"):
-                            idx, w = strategy.next_batch(ctx)
-                        idx = np.asarray(idx, dtype=np.int64)
-                        w = (
-                            np.ones(idx.size, np.float32)
-                            if w is None
-                            else np.asarray(w, np.float32)
-                        )
-                        src = np.zeros(idx.size, dtype=np.int64)
+                            idx, w, src = step_batch(strategy, ctx)
                     else:
                         idx, w, src = stream.next()
                     batch_loss, per_example = self._train_step(
