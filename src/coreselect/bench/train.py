@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from coreselect.bench.goals import goals_table, notes_section
 from coreselect.bench.stats import mean_std, paired_ci, time_to_target
 from coreselect.bench.suites import MethodSpec, Suite, get_suite
 
@@ -375,7 +376,23 @@ def _row_stats(runs_by_seed: dict) -> dict:
         "wall": mean_std(r["total_wall_s"] for r in runs),
         "select": mean_std(r["total_select_s"] for r in runs),
         "select_share": mean_std(r["total_select_s"] / r["total_wall_s"] for r in runs),
+        "parts": _parts(runs),
     }
+
+
+def _parts(runs: list[dict]) -> dict:
+    """Seed means of a row's time split: training steps (wall − selection) and every timed
+    (``*_s``) or counted entry of ``strategy_stats``."""
+    parts = {"train_s": float(np.mean([r["total_wall_s"] - r["total_select_s"] for r in runs]))}
+    keys = {k for r in runs for k, v in r.get("strategy_stats", {}).items() if _is_number(v)}
+    for k in sorted(keys):
+        vals = [r["strategy_stats"][k] for r in runs if _is_number(r["strategy_stats"].get(k))]
+        parts[k] = float(np.mean(vals))
+    return parts
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def write_report(suite: Suite, out: Path) -> Path:
@@ -434,6 +451,11 @@ def write_report(suite: Suite, out: Path) -> Path:
                 f"{_speed(s['speedup_1'])} | {_speed(s['speedup_2'])} |"
             )
         lines.append("")
+    goals = goals_table(suite.name, summary)
+    if goals:
+        lines += ["## Goals", "", goals, ""]
+    lines += ["## Where the time goes", "", _time_table(summary), ""]
+    lines += notes_section(out)
     lines += [
         "Δ: paired differences of final test accuracy in points (mean and Student-t 95 % "
         "interval over seeds). Speedup: time for `full` to first reach (its final accuracy − 1 "
@@ -445,6 +467,29 @@ def write_report(suite: Suite, out: Path) -> Path:
     path.write_text("\n".join(lines))
     _plot(suite, runs, summary, out / "curves.png")
     return path
+
+
+def _time_table(summary) -> str:
+    """Per method and fraction: wall time, training steps, and the strategy's own timers."""
+    rows = [
+        "| method | f | wall s | training s | selection s | selection parts (s) and counts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f, table in summary["fractions"].items():
+        for label, s in table.items():
+            if not s["select"][0]:
+                continue
+            parts = s["parts"]
+            detail = ", ".join(
+                f"{k.removesuffix('_s')} {v:.1f}" if k.endswith("_s") else f"{k} {v:.3g}"
+                for k, v in parts.items()
+                if k != "train_s"
+            )
+            rows.append(
+                f"| {label} | {f:g} | {s['wall'][0]:.1f} | {parts['train_s']:.1f} | "
+                f"{s['select'][0]:.1f} | {detail or '–'} |"
+            )
+    return "\n".join(rows)
 
 
 def _tuning_table(suite, runs) -> str:
