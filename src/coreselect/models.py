@@ -8,19 +8,22 @@ gradients, embeddings) rely on that split.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
 MODELS = ("mlp", "cnn", "convnet3", "resnet18", "resnet20")
 
 
-class _Classifier(nn.Module):
+class _Classifier(nn.Module, abc.ABC):
     """Base: ``forward = classifier(embed(x))``."""
 
     classifier: nn.Linear
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``(B, D)`` of inputs ``x`` ``(B, C, H, W)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))

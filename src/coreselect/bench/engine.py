@@ -373,10 +373,12 @@ def _run_config(cfg: dict, timeout: float) -> dict:
 
 
 def _machine() -> dict:
+    from coreselect.train.record import cpu_name  # here, not at import: workers stay torch-free
+
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "loadavg_start": list(os.getloadavg()),
@@ -408,16 +410,6 @@ def _machine() -> dict:
     except ImportError:
         pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -119,7 +119,7 @@ class AdaCore(EpochStrategy):
         self.feature_s += time.perf_counter() - t0
         t1 = time.perf_counter()
         coreset = select(
-            feats.float().cpu().numpy() if ctx.device.type == "cpu" else feats.float(),
+            feats.float(),
             k,
             labels=ctx.targets[pool],
             metric=self.metric,

@@ -121,7 +121,7 @@ class AugmentSubset(EpochStrategy):
 
         feats = compute(ctx, pool, self.features, project_dim=self.project_dim, seed=ctx.epoch)
         coreset = select(
-            feats.float().cpu().numpy() if ctx.device.type == "cpu" else feats.float(),
+            feats.float(),
             k,
             labels=ctx.targets[pool],
             metric=self.metric,

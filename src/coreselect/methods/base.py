@@ -13,6 +13,7 @@ is one of two kinds of strategy:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -139,14 +140,15 @@ class Strategy:
         return {}
 
 
-class EpochStrategy(Strategy):
+class EpochStrategy(Strategy, abc.ABC):
     """Chooses a weighted subset at epoch boundaries (CRAIG, AdaCore, random…)."""
 
     kind = "epoch"
     reselect_every: int | None = 1
 
-    def plan(self, ctx: Context) -> TrainPlan:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def plan(self, ctx: Context) -> TrainPlan:
+        """The weighted subset (and any ``extra`` sets) to train on from this epoch on."""
 
     def due(self, epoch: int) -> bool:
         """True when ``plan`` must run at the start of ``epoch`` (0-based)."""
@@ -154,13 +156,14 @@ class EpochStrategy(Strategy):
         return epoch == 0 or (every is not None and epoch % every == 0)
 
 
-class StepStrategy(Strategy):
+class StepStrategy(Strategy, abc.ABC):
     """Chooses every mini-batch (CREST, CoLM)."""
 
     kind = "step"
 
-    def next_batch(self, ctx: Context) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def next_batch(self, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+        """Dataset indices ``(b,)`` and weights ``(b,)`` of the next mini-batch."""
 
     def after_step(self, ctx: Context, indices: np.ndarray, losses: torch.Tensor) -> None:
         """Per-example ``losses`` ``(b,)`` of the step just taken; default: ignore."""

@@ -19,6 +19,7 @@ Rules common to all of them:
 
 from __future__ import annotations
 
+import abc
 import time
 import warnings
 from typing import Any
@@ -188,6 +189,7 @@ class BaselineStrategy(EpochStrategy):
         self.meta_: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- subclass API
+    @abc.abstractmethod
     def select(
         self, ctx, pool: np.ndarray, k: int, warmup: WarmupResult | None
     ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
@@ -197,7 +199,6 @@ class BaselineStrategy(EpochStrategy):
         selection; ``warmup`` is that warm-up's result (else None). Returns ``(positions (k,)
         into pool, weights (k,) or None for all ones, facts for meta)``.
         """
-        raise NotImplementedError
 
     # ----------------------------------------------------------------- strategy API
     def plan(self, ctx) -> TrainPlan:

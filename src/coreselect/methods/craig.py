@@ -99,7 +99,7 @@ class Craig(EpochStrategy):
         self.feature_s += time.perf_counter() - t0
         t1 = time.perf_counter()
         coreset = select(
-            feats.float().cpu().numpy() if ctx.device.type == "cpu" else feats.float(),
+            feats.float(),
             k,
             labels=labels,
             metric=self.metric,

@@ -285,7 +285,7 @@ class Crest(StepStrategy):
             g = grads[start : start + pool.size]
             start += pool.size
             cs = select(
-                g.cpu().numpy() if ctx.device.type == "cpu" else g,
+                g,
                 min(ctx.batch_size, pool.size),
                 labels=ctx.targets[pool],
                 metric=self.metric,

@@ -22,6 +22,7 @@ Ties are broken by seeded random.
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import numpy as np
@@ -122,9 +123,9 @@ class ScoreStrategy(BaselineStrategy):
         self.drop_top = drop
         self.per_class = check_bool("per_class", per_class)
 
+    @abc.abstractmethod
     def scores(self, ctx, pool: np.ndarray, warmup) -> np.ndarray:
         """Float64 scores ``(n,)`` of ``pool`` ``(n,)``, larger = harder / more informative."""
-        raise NotImplementedError
 
     def select(self, ctx, pool, k, warmup):
         """Rank the pool's scores (globally or per class) and keep ``k``; weights 1."""

@@ -17,6 +17,7 @@ gain then sums over the points that list it.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -38,7 +39,7 @@ def dense_bytes(n: int) -> int:
     return 4 * n * n + 64 * 4 * n + 64 * n
 
 
-class CostOracle:
+class CostOracle(abc.ABC):
     """Common state of all oracles.
 
     Attributes:
@@ -57,17 +58,17 @@ class CostOracle:
     #: True when :meth:`rows` is available (dense rows for batched updates).
     has_rows: bool = False
 
+    @abc.abstractmethod
     def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
         """Exact gains of candidates ``idx`` (``(m,)`` long) -> ``(m,)`` float64."""
-        raise NotImplementedError
 
     def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
         """Exact gains of every candidate -> ``(n,)`` float64."""
         return self.gains(torch.arange(self.n, device=self.device), dcur)
 
+    @abc.abstractmethod
     def column(self, p: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Points covered by ``p`` and their costs: ``(idx or None for all, costs)``."""
-        raise NotImplementedError
 
     def cover(
         self, p: int, dcur: torch.Tensor, assign: torch.Tensor | None = None
@@ -126,9 +127,9 @@ class _RowOracle(CostOracle):
         ]
         self._rows, self._out = self._scratch[0]
 
+    @abc.abstractmethod
     def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Write cost rows ``idx`` into ``out[:len(idx)]`` and return that view."""
-        raise NotImplementedError
 
     def _gains_of_rows(
         self, R: torch.Tensor, dcur: torch.Tensor, out: torch.Tensor, w: int = 0
@@ -156,9 +157,9 @@ class _RowOracle(CostOracle):
         run_blocks(chunk, range(0, m, b), self.workers)
         return out
 
+    @abc.abstractmethod
     def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Costs ``c[rows][:, cols]`` as a ``(len(rows), len(cols))`` tensor."""
-        raise NotImplementedError
 
     def row(self, p: int) -> torch.Tensor:
         """Cost row ``p`` as an ``(n,)`` tensor (may be a view or a scratch buffer)."""

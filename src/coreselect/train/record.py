@@ -84,7 +84,7 @@ def environment(device: torch.device) -> dict:
         "python": sys.version.split()[0],
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }
@@ -99,7 +99,8 @@ def environment(device: torch.device) -> dict:
     return env
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name: /proc/cpuinfo's, else ``platform.processor()``, else "unknown"."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
