@@ -33,6 +33,7 @@ def make_oracle(
     mode: str = "dense",
     k_neighbors: int | None = None,
     batch: int = 64,
+    segment: int | None = None,
 ) -> CostOracle:
     """Build the cost oracle of one pool.
 
@@ -42,13 +43,15 @@ def make_oracle(
         mode: ``dense``, ``blockwise`` or ``knn``.
         k_neighbors: ``K`` for ``knn`` (required there).
         batch: rows per gathered/recomputed block for dense and blockwise.
+        segment: dense only: segment width of the padded layout (see
+            :class:`~coreselect.submodular.memory.DenseOracle`); ``None`` for plain rows.
 
     Returns:
         a :class:`~coreselect.submodular.memory.CostOracle`.
     """
     F = prepare_features(X, metric)
     if mode == "dense":
-        return DenseOracle(F, batch=batch)
+        return DenseOracle(F, batch=batch, segment=segment)
     if mode == "blockwise":
         return BlockwiseOracle(F, batch=batch)
     if mode == "knn":

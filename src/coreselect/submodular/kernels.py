@@ -209,9 +209,12 @@ def cost_tile(
         torch.mm(A.X, B.X.T, out=out)
         out.neg_().add_(1.0).clamp_(0.0, 1.0)
         return out
-    # squared distance = |b|^2 - 2 a.b + |a|^2, then sqrt, in place.
-    torch.addmm(B.sq.unsqueeze(0), A.X, B.X.T, beta=1.0, alpha=-2.0, out=out)
-    out.add_(A.sq.unsqueeze(1)).clamp_(min=0.0).sqrt_()
+    # squared distance = (|a|^2 + |b|^2) - 2 a.b, then sqrt, in place. Adding the norms
+    # first makes c(a, b) and c(b, a) round identically: the dense matrix is exactly
+    # symmetric, which the incremental greedy relies on (it reads c_ij from row i).
+    torch.add(A.sq.unsqueeze(1), B.sq.unsqueeze(0), out=out)
+    torch.addmm(out, A.X, B.X.T, beta=1.0, alpha=-2.0, out=out)
+    out.clamp_(min=0.0).sqrt_()
     if A.metric == "rbf":
         # 1 - exp(-d / D) == -expm1(-d / D), accurate for small d.
         out.mul_(-1.0 / A.dim).expm1_().neg_()
@@ -227,7 +230,10 @@ def _rows_per_block(n: int, device: torch.device) -> int:
 
 
 def build_dense(
-    F: PreparedFeatures, out: torch.Tensor, block_rows: int | None = None
+    F: PreparedFeatures,
+    out: torch.Tensor,
+    block_rows: int | None = None,
+    segment_min: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
 
@@ -237,8 +243,12 @@ def build_dense(
 
     Args:
         F: prepared features, ``n`` points.
-        out: ``(n, n)`` contiguous float32 tensor to fill (e.g. a :func:`workspace` view).
+        out: ``(n, n)`` contiguous float32 tensor to fill (e.g. a :func:`workspace` view),
+            or ``(n, nseg * seg)`` with ``segment_min``: the columns past ``n`` are set to
+            ``+inf`` (padding of the last segment).
         block_rows: rows per block; default keeps a block near 4 MiB on CPU.
+        segment_min: optional ``(n, nseg)`` float32 tensor filled with the minimum of
+            every row over each segment of ``seg`` consecutive columns.
 
     Returns:
         ``(rowsum, c0)``: ``(n,)`` float64 row sums of the cost matrix, and ``c0`` (float):
@@ -252,12 +262,16 @@ def build_dense(
 
     def block(s: int, _w: int) -> None:
         e = min(s + bs, n)
-        blk = out[s:e]
+        full = out[s:e]
+        blk = full[:, :n]
         cost_tile(_slice(F, s, e), F, out=blk)
         blk.diagonal(offset=s).zero_()
         torch.sum(blk, dim=1, out=rowsum[s:e])  # float32 cascade sum, accurate enough
         if F.metric == "euclidean":
             torch.amax(blk, dim=1, out=rowmax[s:e])
+        if segment_min is not None:
+            full[:, n:] = float("inf")
+            torch.amin(full.view(e - s, segment_min.shape[1], -1), dim=2, out=segment_min[s:e])
 
     run_blocks(block, range(0, n, bs), cpu_workers(dev))
     c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0

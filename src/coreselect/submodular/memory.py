@@ -34,9 +34,11 @@ from coreselect.submodular.kernels import (
 __all__ = ["CostOracle", "DenseOracle", "BlockwiseOracle", "KnnOracle", "dense_bytes"]
 
 
-def dense_bytes(n: int) -> int:
-    """Bytes the dense mode needs for a pool of ``n`` points (matrix + row scratch)."""
-    return 4 * n * n + 64 * 4 * n + 64 * n
+def dense_bytes(n: int, segment: int = 128) -> int:
+    """Bytes the dense mode needs for a pool of ``n`` points (matrix padded to whole
+    segments, segment minima, row scratch)."""
+    nseg = -(-n // segment)
+    return 4 * n * nseg * segment + 4 * n * nseg + 64 * 4 * n + 64 * n
 
 
 class CostOracle(abc.ABC):
@@ -169,18 +171,38 @@ class _RowOracle(CostOracle):
 class DenseOracle(_RowOracle):
     """Dense ``n x n`` float32 cost matrix held in the reusable workspace.
 
+    With ``segment``, every row is padded to ``nseg * segment`` columns and cut into
+    segments of ``segment`` columns whose row minima are kept (``segment_min``, ``(n,
+    nseg)``): :func:`~coreselect.submodular.incremental.incremental_greedy` then reads only
+    the segments that can change a gain. Useful when the pool is in
+    :func:`~coreselect.submodular.cells.cell_order`.
+
     Args:
         F: prepared features (``n`` points).
         batch: rows evaluated per gathered block.
+        segment: optional segment width (columns).
     """
 
     mode = "dense"
 
-    def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
+    def __init__(self, F: PreparedFeatures, batch: int = 64, segment: int | None = None) -> None:
         n = F.n
         super().__init__(n, F.X.device, batch)
-        self.C = workspace(n * n, F.X.device).view(n, n)
-        rowsum, c0 = build_dense(F, self.C)
+        #: pool positions -> caller's ids, used to break exact ties (None: identity)
+        self.ids: torch.Tensor | None = None
+        if segment:
+            self.segment = int(segment)
+            self.nseg = -(-n // self.segment)
+            width = self.nseg * self.segment
+            full = workspace(n * width, F.X.device).view(n, width)
+            self.segments = full.view(n * self.nseg, self.segment)
+            self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
+            self.C = full[:, :n]
+            rowsum, c0 = build_dense(F, full, segment_min=self.segment_min)
+        else:
+            self.segment_min = None
+            self.C = workspace(n * n, F.X.device).view(n, n)
+            rowsum, c0 = build_dense(F, self.C)
         self.c0 = c0
         # first-step gains sum_i (c0 - c_ij), in float64 from the float32 row sums
         self.g0 = n * c0 - rowsum

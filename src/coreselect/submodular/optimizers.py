@@ -110,9 +110,15 @@ def _one_thread(fn):
     return wrapper
 
 
-def _best(g: torch.Tensor, cand: torch.Tensor, n: int) -> tuple[float, int]:
-    """Max of ``g`` and the lowest candidate index attaining it."""
+def _best(
+    g: torch.Tensor, cand: torch.Tensor, n: int, ids: torch.Tensor | None = None
+) -> tuple[float, int]:
+    """Max of ``g`` and the candidate attaining it with the lowest index (or lowest
+    ``ids[candidate]`` when the pool positions map to other ids)."""
     gmax = g.max()
+    if ids is not None:
+        key = torch.where(g == gmax, ids[cand], torch.iinfo(torch.long).max)
+        return float(gmax.item()), int(cand[key.argmin()].item())
     c = torch.where(g == gmax, cand, n).min()
     return float(gmax.item()), int(c.item())
 
@@ -132,12 +138,13 @@ def naive_greedy(oracle: CostOracle, k: int, **_: object) -> GreedyResult:
     n = oracle.n
     ar = torch.arange(n, device=oracle.device)
     g = oracle.g0.clone()
+    ids = getattr(oracle, "ids", None)
     for step in range(k):
         if step > 0:
             g = oracle.gains_all(st.dcur)
             st.evaluations += n - step
         g[st.picked] = _NEG
-        gain, p = _best(g, ar, n)
+        gain, p = _best(g, ar, n, ids)
         st.accept(p, gain)
     return st.result()
 
@@ -147,6 +154,9 @@ def lazy_greedy(
     oracle: CostOracle, k: int, *, batch: int = 16, max_batch: int = 4096, **_: object
 ) -> GreedyResult:
     """Exact lazy greedy with batched re-evaluation of stale bounds.
+
+    A dense oracle built with ``segment`` runs
+    :func:`~coreselect.submodular.incremental.incremental_greedy` instead (same picks).
 
     Args:
         oracle: cost oracle of one pool (``n`` points).
@@ -158,6 +168,10 @@ def lazy_greedy(
         :class:`GreedyResult` identical (picks and order) to :func:`naive_greedy` up to
         float rounding of exactly tied gains.
     """
+    if getattr(oracle, "segment_min", None) is not None:
+        from coreselect.submodular.incremental import incremental_greedy
+
+        return incremental_greedy.__wrapped__(oracle, k)
     st = _State(oracle)
     n = oracle.n
     dev = oracle.device

@@ -9,6 +9,7 @@ import torch
 
 from coreselect.coreset import Coreset
 from coreselect.submodular import grouped as _grouped
+from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
 from coreselect.submodular.kernels import METRICS, available_memory, prepare_features
 from coreselect.submodular.memory import dense_bytes
@@ -222,7 +223,15 @@ def select(
                 K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
                 K = min(int(K), ng)
                 neighbors_used.append(K)
-            oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
+            perm = None
+            if used_mode == "dense" and optimizer == "lazy" and dev.type == "cpu":
+                # cell order + segmented matrix: the exact incremental greedy (CPU only:
+                # it needs a bitwise symmetric matrix, checked for the CPU GEMM only)
+                perm = cell_order(Xg, SEGMENT, metric=metric)
+                oracle = make_oracle(Xg[perm], metric, used_mode, segment=SEGMENT)
+                oracle.ids = perm
+            else:
+                oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
             c0 = oracle.c0
             _sync(dev)
             t1 = time.perf_counter()
@@ -230,6 +239,8 @@ def select(
             if optimizer == "stochastic":
                 kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
             res = OPTIMIZERS[optimizer](oracle, kg, **kwargs)
+            if perm is not None:
+                res = unpermute(res, perm)
             del oracle
             _sync(dev)
             t2 = time.perf_counter()
