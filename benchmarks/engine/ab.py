@@ -1,0 +1,103 @@
+"""Same-machine A/B of `select(optimizer=...)` between this checkout and an older commit.
+
+Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--rounds 2]
+    [--threads 2] [--out benchmarks/results/engine-ab.json]
+
+OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
+side (old, new), alternating, and each process times 3 calls of `select` on the same
+Fashion-MNIST features (n = 30,000, d = 64, k = 3,000): the first call is cold (fresh
+workspace), the others warm. Alternation in one session is what makes the two comparable on
+a shared VM whose speed drifts by tens of percent between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import json, sys, time, numpy as np, torch
+import coreselect
+from coreselect.submodular.select import select
+torch.set_num_threads(int(sys.argv[3]))
+X = np.load(sys.argv[1])
+calls = []
+for _ in range(3):
+    t = time.perf_counter()
+    cs = select(X, 3000, optimizer=sys.argv[2], epsilon=0.01, seed=0)
+    calls.append({"total_s": time.perf_counter() - t, "kernel_s": cs.meta["kernel_s"],
+                  "greedy_s": cs.meta["greedy_s"], "evaluations": cs.meta["evaluations"],
+                  "objective": cs.objective})
+print(json.dumps(calls))
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old")
+    ap.add_argument("--optimizer", default="lazy")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-ab.json"))
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from coreselect.bench.engine import _machine, load_features
+
+    new_commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        wt = Path(tmp) / "old"
+        subprocess.run(["git", "worktree", "add", "-q", str(wt), args.old], cwd=ROOT, check=True)
+        try:
+            feats = Path(tmp) / "X.npy"
+            np.save(feats, load_features("fmnist", 30000, 64, seed=0))
+            rows = []
+            for r in range(args.rounds):
+                for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
+                    env = dict(os.environ, PYTHONPATH=str(src))
+                    cmd = [sys.executable, "-c", CHILD, str(feats), args.optimizer]
+                    out = subprocess.run(
+                        cmd + [str(args.threads)], env=env, capture_output=True, text=True
+                    )
+                    if out.returncode:
+                        raise SystemExit(out.stderr)
+                    calls = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows.append({"round": r, "side": side, "calls": calls})
+                    print(side, [round(c["total_s"], 2) for c in calls], flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT)
+    result = {
+        "command": "python benchmarks/engine/ab.py " + " ".join(sys.argv[1:]),
+        "old_commit": subprocess.check_output(
+            ["git", "rev-parse", args.old], cwd=ROOT, text=True
+        ).strip(),
+        "new_commit": new_commit.strip(),
+        "data": {"name": "fmnist", "n": 30000, "d": 64, "k": 3000, "seed": 0},
+        "optimizer": args.optimizer,
+        "threads": args.threads,
+        "machine": _machine(),
+        "rows": rows,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    for side in ("old", "new"):
+        cold = [x["calls"][0] for x in rows if x["side"] == side]
+        warm = [c for x in rows if x["side"] == side for c in x["calls"][1:]]
+        med = sorted(c["greedy_s"] for c in warm)[len(warm) // 2]
+        print(
+            f"{side}: cold total {[round(c['total_s'], 2) for c in cold]}, "
+            f"median warm greedy {med:.2f} s, evaluations {warm[0]['evaluations']}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
