@@ -239,8 +239,9 @@ def build_dense(
     """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
 
     One pass: GEMM into the block, in-place distance transform, zero diagonal, and the
-    per-row sums and maxima needed by the greedy (first-step gains and ``c0``) while the
-    block is still in cache. No ``n^2`` temporary is ever created.
+    per-row sums and maxima needed by the greedy (first-step gains and ``c0``) — and the
+    segment minima when asked — while the block is still in cache. No ``n^2`` temporary is
+    ever created.
 
     Args:
         F: prepared features, ``n`` points.
