@@ -212,6 +212,15 @@ class DenseOracle(_RowOracle):
         m = int(idx.numel())
         return torch.index_select(self.C, 0, idx, out=out[:m])
 
+    def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
+        """Exact gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``; one candidate is
+        read in place (no gather, no worker dispatch), with the same arithmetic."""
+        if idx.numel() != 1:
+            return super().gains(idx, dcur)
+        out = torch.empty(1, dtype=torch.float64, device=self.device)
+        self._gains_of_rows(self.C[int(idx.item())].unsqueeze(0), dcur, out)
+        return out
+
     def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
         """Exact gains ``(n,)`` float64 of every candidate, streaming the matrix."""
         n, b = self.n, self.chunk
