@@ -47,6 +47,9 @@ def incremental_greedy(
     """
     if oracle.segment_min is None:
         raise ValueError("incremental_greedy needs a dense oracle built with segment=")
+    if oracle.device.type != "cpu":
+        # row i must hold c_ij bit for bit as row j does; checked for the CPU GEMM only
+        raise ValueError("incremental_greedy runs on CPU only (use lazy_greedy on CUDA)")
     st = _State(oracle)
     n = oracle.n
     run = _Run(oracle, st, rel_tol)
@@ -78,7 +81,7 @@ class _Run:
     the gains. On CPU the per-pick bookkeeping
     (argmax, compares, nonzero, small gathers) runs on numpy views of the same memory:
     these small operations cost several times less in numpy than in torch's CPU kernels,
-    and a greedy step is mostly such operations.
+    and a greedy step is mostly such operations. CPU only (see :func:`incremental_greedy`).
     """
 
     def __init__(self, oracle: DenseOracle, st: _State, rel_tol: float) -> None:
@@ -92,14 +95,13 @@ class _Run:
         self.g.copy_(oracle.g0)
         self.reset_ref()
         self.rows_read = 0.0
-        self.cpu = dev.type == "cpu"
-        if self.cpu:
-            self.gn = self.g.numpy()
-            self.dn = st.dcur.numpy()
-            self.assign = st.assign.numpy()
-            self.C = oracle.C.numpy()
-            self.segs = oracle.segments.numpy()
-            self.smin = oracle.segment_min.numpy()
+        # numpy views of the same memory for the per-pick bookkeeping
+        self.gn = self.g.numpy()
+        self.dn = st.dcur.numpy()
+        self.assign = st.assign.numpy()
+        self.C = oracle.C.numpy()
+        self.segs = oracle.segments.numpy()
+        self.smin = oracle.segment_min.numpy()
 
     def reset_ref(self) -> None:
         """All gains were just computed exactly: they are their own rounding scale."""
@@ -115,32 +117,22 @@ class _Run:
 
     # ---------------------------------------------------------------- selection
     def _top2(self) -> tuple[int, float, float]:
-        if self.cpu:
-            gn = self.gn
-            p = int(gn.argmax())
-            best = float(gn[p])
-            gn[p] = _NEG
-            second = float(gn.max()) if gn.size > 1 else _NEG
-            gn[p] = best
-            return p, best, second
-        g = self.g
-        p = int(g.argmax().item())
-        best = float(g[p].item())
-        g[p] = _NEG
-        second = float(g.max().item())
-        g[p] = best
+        """Position of the best maintained gain, the gain and the runner-up's gain."""
+        gn = self.gn
+        p = int(gn.argmax())
+        best = float(gn[p])
+        gn[p] = _NEG
+        second = float(gn.max()) if gn.size > 1 else _NEG
+        gn[p] = best
         return p, best, second
 
     def _near(self, p: int, best: float) -> torch.Tensor:
         """Candidates whose rounding band reaches the band of the best (``p``)."""
         tol = self.rel_tol
         lo = best - tol * float(self.gref[p].item())
-        if self.cpu:
-            near = np.flatnonzero(self.gn >= lo - tol * self.gref_max)
-            gr = self.gref.numpy()
-            return torch.from_numpy(near[self.gn[near] + tol * gr[near] >= lo])
-        near = (self.g >= lo - tol * self.gref_max).nonzero().squeeze(1)
-        return near[self.g[near] + tol * self.gref[near] >= lo]
+        near = np.flatnonzero(self.gn >= lo - tol * self.gref_max)
+        gr = self.gref.numpy()
+        return torch.from_numpy(near[self.gn[near] + tol * gr[near] >= lo])
 
     def best(self) -> tuple[float, int]:
         """Next pick ``(exact gain, position)``: the argmax of the maintained gains, after
@@ -175,8 +167,6 @@ class _Run:
     def accept(self, p: int, gain: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`_State.accept`; returns the changed points with old and new costs."""
         st = self.st
-        if not self.cpu:
-            return st.accept(p, gain)
         if not st.picks:
             self.assign.fill(p)
         st.picks.append(p)
@@ -196,27 +186,22 @@ class _Run:
         cache-sized gathered chunks), or from whole rows when most segments are needed."""
         oracle, nseg, seg, n = self.oracle, self.nseg, self.seg, self.oracle.n
         per = max(1, oracle._scratch[0][0].numel() // seg)  # segments per chunk
-        if self.cpu:
-            ixn, oldn = ix.numpy(), old.numpy()
-            need = self.smin[ixn] < oldn[:, None]
-            rrn, bbn = np.nonzero(need)
-            total, pairs = int(rrn.size), need.size
-            if 0 < total <= per and total * 2 <= pairs:
-                # the common case after the first picks: a few segments, all in numpy
-                self.rows_read += total * seg / n
-                S = self.segs[ixn[rrn] * nseg + bbn]
-                np.subtract(oldn[rrn, None], S, out=S)
-                np.maximum(S, 0.0, out=S)
-                np.minimum(S, (oldn - new.numpy())[rrn, None], out=S)
-                self.gpad.view(nseg, seg).index_add_(
-                    0, torch.from_numpy(bbn), torch.from_numpy(S.astype(np.float64)), alpha=-1.0
-                )
-                return
-            rr, bb = torch.from_numpy(rrn), torch.from_numpy(bbn)
-        else:
-            need = oracle.segment_min[ix] < old.unsqueeze(1)  # (m, nseg)
-            rr, bb = need.nonzero(as_tuple=True)
-            total, pairs = int(rr.numel()), need.numel()
+        ixn, oldn = ix.numpy(), old.numpy()
+        need = self.smin[ixn] < oldn[:, None]  # (m, nseg)
+        rrn, bbn = np.nonzero(need)
+        total, pairs = int(rrn.size), need.size
+        if 0 < total <= per and total * 2 <= pairs:
+            # the common case after the first picks: a few segments, all in numpy
+            self.rows_read += total * seg / n
+            S = self.segs[ixn[rrn] * nseg + bbn]
+            np.subtract(oldn[rrn, None], S, out=S)
+            np.maximum(S, 0.0, out=S)
+            np.minimum(S, (oldn - new.numpy())[rrn, None], out=S)
+            self.gpad.view(nseg, seg).index_add_(
+                0, torch.from_numpy(bbn), torch.from_numpy(S.astype(np.float64)), alpha=-1.0
+            )
+            return
+        rr, bb = torch.from_numpy(rrn), torch.from_numpy(bbn)
         drop = old - new
         if total * 2 > pairs:
             self.g -= _row_decrease(oracle, ix, old, drop)

@@ -155,7 +155,7 @@ def lazy_greedy(
 ) -> GreedyResult:
     """Exact lazy greedy with batched re-evaluation of stale bounds.
 
-    A dense oracle built with ``segment`` runs
+    A CPU dense oracle built with ``segment`` runs
     :func:`~coreselect.submodular.incremental.incremental_greedy` instead (same picks).
 
     Args:
@@ -168,7 +168,7 @@ def lazy_greedy(
         :class:`GreedyResult` identical (picks and order) to :func:`naive_greedy` up to
         float rounding of exactly tied gains.
     """
-    if getattr(oracle, "segment_min", None) is not None:
+    if getattr(oracle, "segment_min", None) is not None and oracle.device.type == "cpu":
         from coreselect.submodular.incremental import incremental_greedy
 
         return incremental_greedy.__wrapped__(oracle, k)
