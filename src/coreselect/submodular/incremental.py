@@ -7,7 +7,7 @@ cost matrix cut into column segments with known row minima, the update of ``i`` 
 the segments of row ``i`` whose minimum is below ``o_i`` (the matrix is bitwise symmetric,
 see :func:`~coreselect.submodular.kernels.cost_tile`, so row ``i`` holds ``c_ij`` for every
 candidate ``j`` exactly as row ``j`` does). On 30,000 Fashion-MNIST points that is
-about a quarter of the bytes the batched lazy greedy reads (its stale bounds are loose in
+about a third of the bytes the batched lazy greedy reads (its stale bounds are loose in
 the first hundred picks, so it evaluates ~80 full rows per pick).
 
 Gains are kept in float64; each carries rounding of at most ``rel_tol`` times its value at
