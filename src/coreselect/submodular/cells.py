@@ -76,8 +76,7 @@ def unpermute(res, perm: torch.Tensor):
     dcur = torch.empty_like(res.dcur)
     dcur[perm] = res.dcur
     assign = torch.empty_like(res.assign)
-    assign[perm] = perm[res.assign.clamp_min(0)]
-    assign[perm[res.assign < 0]] = -1
+    assign[perm] = perm[res.assign]  # every point has a nearest pick once k >= 1
     res.picks = perm[res.picks]
     res.dcur = dcur
     res.assign = assign

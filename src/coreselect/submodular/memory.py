@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from coreselect.submodular.cells import SEGMENT
 from coreselect.submodular.kernels import (
     PreparedFeatures,
     build_dense,
@@ -34,7 +35,7 @@ from coreselect.submodular.kernels import (
 __all__ = ["CostOracle", "DenseOracle", "BlockwiseOracle", "KnnOracle", "dense_bytes"]
 
 
-def dense_bytes(n: int, segment: int = 128) -> int:
+def dense_bytes(n: int, segment: int = SEGMENT) -> int:
     """Bytes the dense mode needs for a pool of ``n`` points (matrix padded to whole
     segments, segment minima, row scratch)."""
     nseg = -(-n // segment)
