@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import math
 
+import numpy as np
 import torch
 
 from coreselect.submodular.cells import SEGMENT
@@ -89,8 +90,10 @@ class CostOracle(abc.ABC):
         """
         where, costs = self.column(p)
         if where is None:
-            mask = costs < dcur
-            ix = mask.nonzero().squeeze(1)
+            if costs.device.type == "cpu":  # numpy's compare + nonzero: several times cheaper
+                ix = torch.from_numpy(np.flatnonzero(costs.numpy() < dcur.numpy()))
+            else:
+                ix = (costs < dcur).nonzero().squeeze(1)
             old = dcur[ix]
             new = costs[ix]
         else:
@@ -221,6 +224,36 @@ class DenseOracle(_RowOracle):
         out = torch.empty(1, dtype=torch.float64, device=self.device)
         self._gains_of_rows(self.C[int(idx.item())].unsqueeze(0), dcur, out)
         return out
+
+    def segment_costs(self, dcur: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Current costs laid out by segment, for :meth:`gains_skipping` (segmented CPU
+        layout only).
+
+        Returns:
+            ``(pad, dmax)``: ``(nseg, segment)`` float32 costs (``-inf`` past ``n``) and their
+            ``(nseg,)`` maxima.
+        """
+        pad = np.full((self.nseg, self.segment), -np.inf, dtype=np.float32)
+        pad.reshape(-1)[: self.n] = dcur.numpy()
+        return pad, pad.max(axis=1)
+
+    def gains_skipping(
+        self, idx: torch.Tensor, costs: tuple[np.ndarray, np.ndarray]
+    ) -> torch.Tensor:
+        """Gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``, reading only the segments
+        of their rows that can add to them: segment ``J`` of row ``j`` adds nothing when
+        ``segment_min[j, J] >= max`` of the current costs over ``J`` (``costs`` from
+        :meth:`segment_costs`). Equal to :meth:`gains` up to float32 summation order
+        (segment by segment), so for optimizers that need no exact tie-breaking."""
+        pad, dmax = costs
+        cand = idx.numpy()
+        rows, segs = np.nonzero(self.segment_min.numpy()[cand] < dmax)
+        flat = torch.from_numpy(cand[rows] * self.nseg + segs)
+        S = torch.index_select(self.segments, 0, flat)  # (t, segment)
+        torch.sub(torch.from_numpy(pad[segs]), S, out=S).clamp_(min=0.0)
+        part = S.sum(dim=1).numpy().astype(np.float64)
+        out = np.bincount(rows, weights=part, minlength=cand.size)
+        return torch.from_numpy(out.astype(np.float64, copy=False))  # int when rows is empty
 
     def gains_all(self, dcur: torch.Tensor) -> torch.Tensor:
         """Exact gains ``(n,)`` float64 of every candidate, streaming the matrix."""

@@ -315,6 +315,9 @@ def stochastic_greedy(
     gen.manual_seed(int(seed))
     s = max(1, min(n, math.ceil(n / k * math.log(1.0 / epsilon))))
     ub = oracle.g0.clone()
+    # a segmented CPU dense oracle reads only the segments of a row that can add to a gain
+    skipping = getattr(oracle, "segment_min", None) is not None and dev.type == "cpu"
+    costs = None
     while len(st.picks) < k:
         remaining = n - len(st.picks)
         if s >= remaining:
@@ -344,7 +347,12 @@ def stochastic_greedy(
                 if best_g > nxt:
                     break
             part = sample[s0 : s0 + chunk]
-            g = oracle.gains(part, st.dcur)
+            if skipping:
+                if costs is None:
+                    costs = oracle.segment_costs(st.dcur)
+                g = oracle.gains_skipping(part, costs)
+            else:
+                g = oracle.gains(part, st.dcur)
             st.evaluations += int(part.numel())
             ub[part] = g
             gain, p = _best(g, part, n)
@@ -352,6 +360,7 @@ def stochastic_greedy(
                 best_g, best_p = gain, p
         ub[best_p] = _NEG
         st.accept(best_p, best_g)
+        costs = None
     return st.result()
 
 

@@ -224,9 +224,10 @@ def select(
                 K = min(int(K), ng)
                 neighbors_used.append(K)
             perm = None
-            if used_mode == "dense" and optimizer == "lazy" and dev.type == "cpu":
-                # cell order + segmented matrix: the exact incremental greedy (CPU only:
-                # it needs a bitwise symmetric matrix, checked for the CPU GEMM only)
+            if used_mode == "dense" and optimizer != "naive" and dev.type == "cpu":
+                # cell order + segmented matrix: gains read only the segments that can
+                # matter; lazy runs the exact incremental greedy (CPU only: it needs a
+                # bitwise symmetric matrix, checked for the CPU GEMM only)
                 perm = cell_order(Xg, SEGMENT, metric=metric)
                 oracle = make_oracle(Xg[perm], metric, used_mode, segment=SEGMENT)
                 oracle.ids = perm
