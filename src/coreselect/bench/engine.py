@@ -372,6 +372,22 @@ def _run_config(cfg: dict, timeout: float) -> dict:
 # --------------------------------------------------------------------------------------
 
 
+def _git_commit() -> str | None:
+    """``HEAD`` of the checkout the code runs from (``+dirty`` with uncommitted changes to
+    ``src/``), or None outside a git checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _machine() -> dict:
     from coreselect.train.record import cpu_name  # here, not at import: workers stay torch-free
 
@@ -383,6 +399,8 @@ def _machine() -> dict:
         "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "loadavg_start": list(os.getloadavg()),
         "env": {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "commit": _git_commit(),
     }
     try:
         info["transparent_hugepage"] = (

@@ -14,7 +14,9 @@ vector of gain upper bounds, and the picks so far — and break ties by the lowe
   step draws ``ceil((n / k) * log(1 / epsilon))`` candidates (seeded) and takes the best of
   them; inside the sample, candidates are evaluated in order of their stale bounds and the
   evaluation stops as soon as the best exact gain beats every remaining bound, which returns
-  the sample's true argmax with far fewer evaluations.
+  the sample's true argmax with far fewer evaluations. On a segmented CPU dense oracle a
+  candidate is evaluated from the segments of its row that can add to its gain only
+  (``DenseOracle.gains_skipping``).
 
 Each returns :class:`GreedyResult` with picks, gains, the final ``dcur`` and the nearest
 pick of every point (``assign``; exact for dense/blockwise oracles, ties to the earliest
