@@ -30,6 +30,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from coreselect.submodular.kernels import single_thread
@@ -316,51 +317,49 @@ def stochastic_greedy(
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
     s = max(1, min(n, math.ceil(n / k * math.log(1.0 / epsilon))))
-    ub = oracle.g0.clone()
+    # the per-step bookkeeping is on a few dozen candidates: numpy on the host (torch's
+    # per-operation overhead dominated it)
+    ub = oracle.g0.to(torch.float64).cpu().numpy().copy()
+    picked = np.zeros(n, dtype=bool)
     # a segmented CPU dense oracle reads only the segments of a row that can add to a gain
     skipping = getattr(oracle, "segment_min", None) is not None and dev.type == "cpu"
     costs = None
     while len(st.picks) < k:
-        remaining = n - len(st.picks)
-        if s >= remaining:
-            sample = (~st.picked).nonzero().squeeze(1)
+        if s >= n - len(st.picks):
+            sample = np.flatnonzero(~picked)
         else:
-            draw = torch.randint(0, n, (s,), generator=gen, device=dev)
-            sample = torch.unique(draw[~st.picked[draw]])
-            if sample.numel() == 0:
+            draw = torch.randint(0, n, (s,), generator=gen, device=dev).cpu().numpy()
+            sample = np.unique(draw[~picked[draw]])
+            if sample.size == 0:
                 continue
+        order = np.argsort(-ub[sample], kind="stable")
+        sample = sample[order]
         bounds = ub[sample]
-        order = torch.argsort(bounds, descending=True, stable=True)
-        sample, bounds = sample[order], bounds[order]
-        m = int(sample.numel())
-        best_g, best_p = _NEG, -1
         if not st.picks:
             # empty set: the bounds are the exact gains
-            best_g, best_p = _best(bounds, sample, n)
-            ub[best_p] = _NEG
-            st.accept(best_p, best_g)
-            continue
-        bounds_host = None
-        for s0 in range(0, m, chunk):
-            if s0 > 0:
-                if bounds_host is None:
-                    bounds_host = bounds.tolist()
-                nxt = bounds_host[s0]
-                if best_g > nxt:
+            best_g = float(bounds[0])
+            best_p = int(sample[bounds == bounds[0]].min())
+        else:
+            best_g, best_p = _NEG, -1
+            for s0 in range(0, sample.size, chunk):
+                if s0 > 0 and best_g > bounds[s0]:
                     break
-            part = sample[s0 : s0 + chunk]
-            if skipping:
-                if costs is None:
-                    costs = oracle.segment_costs(st.dcur)
-                g = oracle.gains_skipping(part, costs)
-            else:
-                g = oracle.gains(part, st.dcur)
-            st.evaluations += int(part.numel())
-            ub[part] = g
-            gain, p = _best(g, part, n)
-            if gain > best_g or (gain == best_g and p < best_p):
-                best_g, best_p = gain, p
+                part = sample[s0 : s0 + chunk]
+                part_t = torch.from_numpy(part).to(dev)
+                if skipping:
+                    if costs is None:
+                        costs = oracle.segment_costs(st.dcur)
+                    g = oracle.gains_skipping(part_t, costs).numpy()
+                else:
+                    g = oracle.gains(part_t, st.dcur).cpu().numpy()
+                st.evaluations += int(part.size)
+                ub[part] = g
+                gain = float(g.max())
+                p = int(part[g == gain].min())
+                if gain > best_g or (gain == best_g and p < best_p):
+                    best_g, best_p = gain, p
         ub[best_p] = _NEG
+        picked[best_p] = True
         st.accept(best_p, best_g)
         costs = None
     return st.result()
