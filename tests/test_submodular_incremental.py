@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from coreselect import select
-from coreselect.submodular import lazy_greedy, naive_greedy
+from coreselect.submodular import lazy_greedy, naive_greedy, stochastic_greedy
 from coreselect.submodular.cells import cell_order, unpermute
 from coreselect.submodular.facility_location import make_oracle
 from coreselect.submodular.incremental import incremental_greedy
@@ -148,3 +148,13 @@ def test_select_stochastic_on_the_cell_order_is_seeded_and_close_to_exact():
     exact = select(X, 300, optimizer="lazy")
     # lazier than lazy at epsilon = 0.01 stays within a percent of greedy's objective
     assert a.objective >= 0.99 * exact.objective
+
+
+def test_stochastic_breaks_ties_by_the_callers_ids_on_an_ordered_pool():
+    # all points equal: every gain ties, so the picks must be the lowest pool ids, whatever
+    # the order the pool is stored in
+    perm = torch.arange(6).flip(0)
+    oracle = make_oracle(torch.zeros(6, 2)[perm], "euclidean", "dense", segment=2)
+    oracle.ids = perm
+    res = unpermute(stochastic_greedy(oracle, 3, epsilon=1e-9), perm)
+    assert res.picks.tolist() == [0, 1, 2]

@@ -324,6 +324,13 @@ def stochastic_greedy(
     # a segmented CPU dense oracle reads only the segments of a row that can add to a gain
     skipping = getattr(oracle, "segment_min", None) is not None and dev.type == "cpu"
     costs = None
+    # exact ties go to the lowest id (pool positions, or the caller's ids of an ordered pool)
+    ids = getattr(oracle, "ids", None)
+    key = np.arange(n) if ids is None else ids.cpu().numpy()
+
+    def lowest(cand: np.ndarray) -> int:
+        return int(cand[np.argmin(key[cand])])
+
     while len(st.picks) < k:
         if s >= n - len(st.picks):
             sample = np.flatnonzero(~picked)
@@ -338,7 +345,7 @@ def stochastic_greedy(
         if not st.picks:
             # empty set: the bounds are the exact gains
             best_g = float(bounds[0])
-            best_p = int(sample[bounds == bounds[0]].min())
+            best_p = lowest(sample[bounds == bounds[0]])
         else:
             best_g, best_p = _NEG, -1
             for s0 in range(0, sample.size, chunk):
@@ -355,8 +362,8 @@ def stochastic_greedy(
                 st.evaluations += int(part.size)
                 ub[part] = g
                 gain = float(g.max())
-                p = int(part[g == gain].min())
-                if gain > best_g or (gain == best_g and p < best_p):
+                p = lowest(part[g == gain])
+                if gain > best_g or (gain == best_g and key[p] < key[best_p]):
                     best_g, best_p = gain, p
         ub[best_p] = _NEG
         picked[best_p] = True
