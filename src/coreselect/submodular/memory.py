@@ -150,9 +150,14 @@ class _RowOracle(CostOracle):
         out.copy_(torch.sum(tmp, dim=1, out=acc[:m]))
 
     def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
-        """Exact gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``."""
+        """Exact gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``; a single candidate
+        is read through :meth:`row` (a view for the dense matrix: no gather, no worker
+        dispatch), with the same arithmetic."""
         m = int(idx.numel())
         out = torch.empty(m, dtype=torch.float64, device=self.device)
+        if m == 1:
+            self._gains_of_rows(self.row(int(idx.item())).unsqueeze(0), dcur, out)
+            return out
         b = self.chunk
 
         def chunk(s: int, w: int) -> None:
@@ -215,15 +220,6 @@ class DenseOracle(_RowOracle):
         """Gather cost rows ``idx`` ``(m,)`` into ``out[:m]`` (``(m, n)``) and return it."""
         m = int(idx.numel())
         return torch.index_select(self.C, 0, idx, out=out[:m])
-
-    def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
-        """Exact gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``; one candidate is
-        read in place (no gather, no worker dispatch), with the same arithmetic."""
-        if idx.numel() != 1:
-            return super().gains(idx, dcur)
-        out = torch.empty(1, dtype=torch.float64, device=self.device)
-        self._gains_of_rows(self.C[int(idx.item())].unsqueeze(0), dcur, out)
-        return out
 
     def segment_costs(self, dcur: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Current costs laid out by segment, for :meth:`gains_skipping` (segmented CPU
