@@ -137,6 +137,34 @@ def test_gains_skipping_equals_full_row_gains(metric):
     assert oracle.gains_skipping(empty, oracle.segment_costs(dcur)).dtype == torch.float64
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_segment_costs_cover_equals_full_row_cover(metric):
+    # the segment-reading cover skips segments whose minimum is not below the segment's
+    # largest cost: same changed points, costs and assignments as the full-row cover, and
+    # the segment maxima stay the maxima of the current costs
+    rng = np.random.default_rng(8)
+    centers = rng.normal(scale=5.0, size=(12, 6))
+    X = centers[rng.integers(0, 12, size=701)] + rng.normal(size=(701, 6))
+    X[3] = X[4]  # a duplicate: ties stay with the earlier pick
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    oracle = make_oracle(Xt[cell_order(Xt, 16, metric=metric)], metric, "dense", segment=16)
+    dcur = torch.full((701,), float(oracle.c0))
+    assign = torch.full((701,), -1, dtype=torch.long)
+    costs = oracle.segment_costs(dcur)
+    assign2 = assign.clone()
+    for p in [3, 4, *rng.choice(701, size=60, replace=False).tolist()]:
+        ix, old, new = oracle.cover(int(p), dcur, assign)
+        ix2, old2, new2 = costs.cover(int(p), assign2)
+        assert ix.tolist() == ix2.tolist()
+        assert torch.equal(old, torch.from_numpy(old2))
+        assert torch.equal(new, torch.from_numpy(new2))
+        assert torch.equal(dcur, costs.dcur)
+        assert torch.equal(assign, assign2)
+        pad = np.full(oracle.nseg * 16, -np.inf, dtype=np.float32)
+        pad[:701] = dcur.numpy()
+        assert np.array_equal(costs.dmax, pad.reshape(-1, 16).max(axis=1))
+
+
 def test_select_stochastic_on_the_cell_order_is_seeded_and_close_to_exact():
     rng = np.random.default_rng(2)
     centers = rng.normal(scale=4.0, size=(30, 16))

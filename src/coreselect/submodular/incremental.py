@@ -10,6 +10,9 @@ candidate ``j`` exactly as row ``j`` does). On 30,000 Fashion-MNIST points that 
 about a third of the bytes the batched lazy greedy reads (its stale bounds are loose in
 the first hundred picks, so it evaluates ~80 full rows per pick).
 
+A pick lowers the costs through :meth:`~coreselect.submodular.memory.SegmentCosts.cover`,
+which reads only the segments of its row whose minimum is below the segment's largest cost.
+
 Gains are kept in float64; each carries rounding of at most ``rel_tol`` times its value at
 its last exact evaluation, and every candidate whose band reaches the best one's is
 re-evaluated from its row with :func:`~coreselect.submodular.optimizers.naive_greedy`'s
@@ -95,13 +98,16 @@ class _Run:
         self.g.copy_(oracle.g0)
         self.reset_ref()
         self.rows_read = 0.0
+        # costs laid out by segment with current segment maxima: a pick reads only the
+        # segments of its row that can lower a cost
+        self.costs = oracle.segment_costs(st.dcur)
+        st.dcur = self.costs.dcur
         # numpy views of the same memory for the per-pick bookkeeping
         self.gn = self.g.numpy()
         self.dn = st.dcur.numpy()
         self.assign = st.assign.numpy()
-        self.C = oracle.C.numpy()
-        self.segs = oracle.segments.numpy()
-        self.smin = oracle.segment_min.numpy()
+        self.segs = oracle._segs
+        self.smin = oracle._smin
 
     def reset_ref(self) -> None:
         """All gains were just computed exactly: they are their own rounding scale."""
@@ -172,12 +178,7 @@ class _Run:
         st.picks.append(p)
         st.gains.append(gain)
         st.picked[p] = True
-        row = self.C[p]
-        ix = np.flatnonzero(row < self.dn)
-        old = self.dn[ix]
-        new = row[ix]
-        self.dn[ix] = new
-        self.assign[ix] = p
+        ix, old, new = self.costs.cover(p, st.assign)
         return torch.from_numpy(ix), torch.from_numpy(old), torch.from_numpy(new)
 
     def decrease(self, ix: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:

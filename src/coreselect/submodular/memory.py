@@ -33,7 +33,14 @@ from coreselect.submodular.kernels import (
     workspace,
 )
 
-__all__ = ["CostOracle", "DenseOracle", "BlockwiseOracle", "KnnOracle", "dense_bytes"]
+__all__ = [
+    "CostOracle",
+    "DenseOracle",
+    "SegmentCosts",
+    "BlockwiseOracle",
+    "KnnOracle",
+    "dense_bytes",
+]
 
 
 def dense_bytes(n: int, segment: int = SEGMENT) -> int:
@@ -208,6 +215,9 @@ class DenseOracle(_RowOracle):
             self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
             self.C = full[:, :n]
             rowsum, c0 = build_dense(F, full, segment_min=self.segment_min)
+            if self.device.type == "cpu":  # numpy views for the per-pick bookkeeping
+                self._segs = self.segments.numpy()  # (n * nseg, segment)
+                self._smin = self.segment_min.numpy()
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)
@@ -221,29 +231,28 @@ class DenseOracle(_RowOracle):
         m = int(idx.numel())
         return torch.index_select(self.C, 0, idx, out=out[:m])
 
-    def segment_costs(self, dcur: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Current costs laid out by segment, for :meth:`gains_skipping` (segmented CPU
-        layout only).
+    def segment_costs(self, dcur: torch.Tensor) -> SegmentCosts:
+        """Current costs laid out by segment, for :meth:`gains_skipping` and
+        :meth:`SegmentCosts.cover` (segmented CPU layout only).
+
+        Args:
+            dcur: ``(n,)`` float32 current costs (copied).
 
         Returns:
-            ``(pad, dmax)``: ``(nseg, segment)`` float32 costs (``-inf`` past ``n``) and their
-            ``(nseg,)`` maxima.
+            a :class:`SegmentCosts` whose ``dcur`` is the costs' new home: keep using it
+            (and its ``cover``) so that the segment maxima stay current.
         """
-        pad = np.full((self.nseg, self.segment), -np.inf, dtype=np.float32)
-        pad.reshape(-1)[: self.n] = dcur.numpy()
-        return pad, pad.max(axis=1)
+        return SegmentCosts(self, dcur)
 
-    def gains_skipping(
-        self, idx: torch.Tensor, costs: tuple[np.ndarray, np.ndarray]
-    ) -> torch.Tensor:
+    def gains_skipping(self, idx: torch.Tensor, costs: SegmentCosts) -> torch.Tensor:
         """Gains ``(m,)`` float64 of candidates ``idx`` ``(m,)``, reading only the segments
         of their rows that can add to them: segment ``J`` of row ``j`` adds nothing when
         ``segment_min[j, J] >= max`` of the current costs over ``J`` (``costs`` from
         :meth:`segment_costs`). Equal to :meth:`gains` up to float32 summation order
         (segment by segment), so for optimizers that need no exact tie-breaking."""
-        pad, dmax = costs
+        pad, dmax = costs.pad, costs.dmax
         cand = idx.numpy()
-        rows, segs = np.nonzero(self.segment_min.numpy()[cand] < dmax)
+        rows, segs = np.nonzero(self._smin[cand] < dmax)
         flat = torch.from_numpy(cand[rows] * self.nseg + segs)
         S = torch.index_select(self.segments, 0, flat)  # (t, segment)
         torch.sub(torch.from_numpy(pad[segs]), S, out=S).clamp_(min=0.0)
@@ -270,6 +279,54 @@ class DenseOracle(_RowOracle):
     def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Costs ``C[rows][:, cols]`` as a ``(len(rows), len(cols))`` tensor."""
         return self.C[rows.unsqueeze(1), cols.unsqueeze(0)]
+
+
+class SegmentCosts:
+    """Current costs of a segmented CPU dense pool laid out by segment, with the maximum
+    cost of every segment kept current through :meth:`cover`.
+
+    A segment ``J`` of cost row ``p`` can matter to the points of ``J`` (cover them, or add
+    to ``p``'s gain) only when ``segment_min[p, J] < dmax[J]``; :meth:`cover` and
+    :meth:`DenseOracle.gains_skipping` read only those segments.
+
+    Attributes:
+        pad: ``(nseg, segment)`` float32 costs, ``-inf`` past ``n``.
+        dmax: ``(nseg,)`` float32 maxima of ``pad``'s rows.
+        dcur: ``(n,)`` float32 torch view of ``pad`` (the current costs).
+    """
+
+    def __init__(self, oracle: DenseOracle, dcur: torch.Tensor) -> None:
+        n, nseg, seg = oracle.n, oracle.nseg, oracle.segment
+        self.oracle = oracle
+        self.pad = np.full((nseg, seg), -np.inf, dtype=np.float32)
+        flat = self.pad.reshape(-1)
+        flat[:n] = dcur.numpy()
+        self.dmax = self.pad.max(axis=1)
+        self.dcur = torch.from_numpy(flat[:n])
+
+    def cover(
+        self, p: int, assign: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Add ``p`` (as :meth:`CostOracle.cover`, strictly closer only), reading only the
+        segments of row ``p`` whose minimum is below the segment's largest cost.
+
+        Returns:
+            ``(ix, old, new)`` numpy arrays: changed points, previous and new costs.
+        """
+        o, seg = self.oracle, self.oracle.segment
+        segs = np.flatnonzero(o._smin[p] < self.dmax)
+        S = o._segs[p * o.nseg : (p + 1) * o.nseg][segs]  # (t, segment)
+        cur = self.pad[segs]
+        hit = np.flatnonzero(S < cur)  # flat positions in (t, segment)
+        ix = segs[hit // seg] * seg + hit % seg
+        old = cur.reshape(-1)[hit]
+        new = S.reshape(-1)[hit]
+        np.minimum(cur, S, out=cur)
+        self.pad[segs] = cur
+        self.dmax[segs] = cur.max(axis=1)
+        if assign is not None:
+            assign.numpy()[ix] = p
+        return ix, old, new
 
 
 class BlockwiseOracle(_RowOracle):

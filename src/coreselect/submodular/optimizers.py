@@ -16,7 +16,8 @@ vector of gain upper bounds, and the picks so far — and break ties by the lowe
   evaluation stops as soon as the best exact gain beats every remaining bound, which returns
   the sample's true argmax with far fewer evaluations. On a segmented CPU dense oracle a
   candidate is evaluated from the segments of its row that can add to its gain only
-  (``DenseOracle.gains_skipping``).
+  (``DenseOracle.gains_skipping``), and a pick reads only the segments of its row that can
+  lower a cost (``SegmentCosts.cover``, which keeps the segment maxima current).
 
 Each returns :class:`GreedyResult` with picks, gains, the final ``dcur`` and the nearest
 pick of every point (``assign``; exact for dense/blockwise oracles, ties to the earliest
@@ -73,6 +74,8 @@ class _State:
         self.gains: list[float] = []
         self.evaluations = 0
         self.batched = 0  # picks accepted from an already evaluated block
+        #: ``(p, assign) -> (ix, old, new)`` lowering ``dcur``: the oracle's by default
+        self.cover = lambda p, assign: oracle.cover(p, self.dcur, assign)
 
     def accept(self, p: int, gain: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.picks:
@@ -80,7 +83,7 @@ class _State:
         self.picks.append(p)
         self.gains.append(gain)
         self.picked[p] = True
-        return self.oracle.cover(p, self.dcur, self.assign)
+        return self.cover(p, self.assign)
 
     def result(self) -> GreedyResult:
         dev = self.oracle.device
@@ -323,7 +326,11 @@ def stochastic_greedy(
     picked = np.zeros(n, dtype=bool)
     # a segmented CPU dense oracle reads only the segments of a row that can add to a gain
     skipping = getattr(oracle, "segment_min", None) is not None and dev.type == "cpu"
-    costs = None
+    if skipping:
+        # costs laid out by segment, their maxima kept current by the segment-reading cover
+        costs = oracle.segment_costs(st.dcur)
+        st.dcur = costs.dcur
+        st.cover = costs.cover
     # exact ties go to the lowest id (pool positions, or the caller's ids of an ordered pool)
     ids = getattr(oracle, "ids", None)
     key = np.arange(n) if ids is None else ids.cpu().numpy()
@@ -354,8 +361,6 @@ def stochastic_greedy(
                 part = sample[s0 : s0 + chunk]
                 part_t = torch.from_numpy(part).to(dev)
                 if skipping:
-                    if costs is None:
-                        costs = oracle.segment_costs(st.dcur)
                     g = oracle.gains_skipping(part_t, costs).numpy()
                 else:
                     g = oracle.gains(part_t, st.dcur).cpu().numpy()
@@ -368,7 +373,6 @@ def stochastic_greedy(
         ub[best_p] = _NEG
         picked[best_p] = True
         st.accept(best_p, best_g)
-        costs = None
     return st.result()
 
 
