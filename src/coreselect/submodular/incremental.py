@@ -48,7 +48,7 @@ def incremental_greedy(
         :class:`~coreselect.submodular.optimizers.GreedyResult` in pool positions of the
         oracle; ``evaluations`` counts cost rows read (segments as fractions of a row).
     """
-    if oracle.segment_min is None:
+    if getattr(oracle, "segment_min", None) is None:
         raise ValueError("incremental_greedy needs a dense oracle built with segment=")
     if oracle.device.type != "cpu":
         # row i must hold c_ij bit for bit as row j does; checked for the CPU GEMM only

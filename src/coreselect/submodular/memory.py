@@ -68,6 +68,9 @@ class CostOracle(abc.ABC):
     mode: str
     #: True when :meth:`rows` is available (dense rows for batched updates).
     has_rows: bool = False
+    #: True for a segmented dense matrix on CPU: :meth:`DenseOracle.gains_skipping` and
+    #: :class:`SegmentCosts` are available, and ``lazy`` runs the incremental greedy.
+    skips_segments: bool = False
 
     @abc.abstractmethod
     def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
@@ -215,7 +218,8 @@ class DenseOracle(_RowOracle):
             self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
             self.C = full[:, :n]
             rowsum, c0 = build_dense(F, full, segment_min=self.segment_min)
-            if self.device.type == "cpu":  # numpy views for the per-pick bookkeeping
+            self.skips_segments = self.device.type == "cpu"
+            if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
                 self._smin = self.segment_min.numpy()
         else:

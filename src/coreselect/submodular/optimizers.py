@@ -174,7 +174,7 @@ def lazy_greedy(
         :class:`GreedyResult` identical (picks and order) to :func:`naive_greedy` up to
         float rounding of exactly tied gains.
     """
-    if getattr(oracle, "segment_min", None) is not None and oracle.device.type == "cpu":
+    if oracle.skips_segments:
         from coreselect.submodular.incremental import incremental_greedy
 
         return incremental_greedy.__wrapped__(oracle, k)
@@ -325,7 +325,7 @@ def stochastic_greedy(
     ub = oracle.g0.to(torch.float64).cpu().numpy().copy()
     picked = np.zeros(n, dtype=bool)
     # a segmented CPU dense oracle reads only the segments of a row that can add to a gain
-    skipping = getattr(oracle, "segment_min", None) is not None and dev.type == "cpu"
+    skipping = oracle.skips_segments
     if skipping:
         # costs laid out by segment, their maxima kept current by the segment-reading cover
         costs = oracle.segment_costs(st.dcur)
