@@ -81,3 +81,28 @@ def test_tiny_engine_run(tmp_path):
     ):
         assert key in run, key
     assert run["k"] == 30 and run["cost_ratio"] == pytest.approx(1.0)
+
+
+def test_apricot64_anchor_feeds_float64_features(tmp_path):
+    # the anchor row for apricot's feature path with numpy's default dtype: its own row,
+    # timed and re-scored like the others, and its ratios reported apart
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(
+        ["engine", "--n", "300", "--d", "4", "--fraction", "0.1", "--data", "blobs"]
+        + ["--ours", "lazy", "--compare", "apricot64", "--repeats", "0"]
+        + ["--anchor-repeats", "0", "--threads", "1", "--out", str(out)]
+    )
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    modes = [(r["impl"], r["mode"]) for r in res["runs"]]
+    assert modes == [("coreselect", "dense"), ("apricot", "features-f64")]
+    anchor = res["runs"][1]
+    assert "error" not in anchor and anchor["peak_mb"] > 0
+    # apricot's euclidean is squared distances: a different objective, close in cost
+    assert anchor["cost_ratio"] < 1.2
+    assert "peak_memory_lazy_over_apricot_features_f64" in res["ratios"]
+    assert "lazy_vs_apricot_features_f64_cold_1thread" in res["ratios"]
+    bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(out)])
+    assert bad.func(bad) == 2

@@ -245,8 +245,10 @@ def _worker(cfg: dict) -> dict:
         import apricot.functions.base as abase
 
         for _ in range(1 + repeats):
-            if cfg["mode"] == "features":
-                # apricot's default path: sklearn squared distances inside fit()
+            if cfg["mode"] in ("features", "features-f64"):
+                # apricot's default path: sklearn squared distances inside fit();
+                # features-f64 hands it the same features as float64 (numpy's default)
+                Xa = X.astype(np.float64) if cfg["mode"] == "features-f64" else X
                 spent = {"kernel": 0.0}
                 orig = abase._calculate_pairwise_distances
 
@@ -261,7 +263,7 @@ def _worker(cfg: dict) -> dict:
                 sel = apricot.FacilityLocationSelection(
                     k, metric="euclidean", optimizer=opt, **_apricot_kw(cfg)
                 )
-                sel.fit(X)
+                sel.fit(Xa)
                 total = time.perf_counter() - t0
                 abase._calculate_pairwise_distances = orig
                 kern = spent["kernel"]
@@ -430,6 +432,10 @@ def _machine() -> dict:
     return info
 
 
+#: anchors ``--compare`` accepts
+ANCHORS = ("apricot", "apricot64", "submodlib")
+
+
 def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``engine`` to the ``coreselect bench`` subcommands (``func`` is set)."""
     p = bench_subparsers.add_parser(
@@ -445,7 +451,11 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "rbf", "cosine"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu | cuda (coreselect rows only)")
-    p.add_argument("--compare", default="", help="comma list: apricot,submodlib")
+    p.add_argument(
+        "--compare",
+        default="",
+        help="comma list: apricot, apricot64 (its feature path fed float64), submodlib",
+    )
     p.add_argument(
         "--ours",
         default="lazy,stochastic,knn",
@@ -472,8 +482,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
     ours = [c.strip() for c in args.ours.split(",") if c.strip()]
     for c in compare:
-        if c not in ("apricot", "submodlib"):
-            print(f"unknown anchor {c!r} (apricot, submodlib)", file=sys.stderr)
+        if c not in ANCHORS:
+            print(f"unknown anchor {c!r} ({', '.join(ANCHORS)})", file=sys.stderr)
             return 2
     X = load_features(args.data, n, d, seed=args.seed, data_dir=args.data_dir)
     tmp = Path(tempfile.mkdtemp(prefix="coreselect-bench-"))
@@ -500,9 +510,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     for name in ours:
         opt, mode = ours_modes[name]
         eps = args.epsilon if opt == "stochastic" else None
-        threads = [T] + (
-            [1] if "apricot" in compare and name in ("lazy", "stochastic") and T != 1 else []
-        )
+        apricot = "apricot" in compare or "apricot64" in compare
+        threads = [T] + ([1] if apricot and name in ("lazy", "stochastic") and T != 1 else [])
         for t in threads:
             reps = args.repeats if name in ("lazy", "stochastic") else min(args.repeats, 1)
             configs.append(
@@ -544,6 +553,17 @@ def run_engine_bench(args: argparse.Namespace) -> int:
                 "repeats": 0,
             },
         ]
+    if "apricot64" in compare:
+        configs.append(
+            {
+                **base,
+                "impl": "apricot",
+                "optimizer": "lazy",
+                "mode": "features-f64",
+                "threads": 1,
+                "repeats": args.anchor_repeats,
+            }
+        )
     if "submodlib" in compare:
         configs += [
             {
@@ -680,6 +700,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             "distances: a different objective), run with 1 thread because numpy's OpenBLAS "
             "segfaults in X @ X.T with 2 threads at n >~ 26k (numpy#19685); the coreselect "
             "rows with threads=1 are its like-for-like comparison.",
+            "apricot 'features-f64': the same path fed the same features as float64 "
+            "(numpy's default dtype), so its distance and similarity matrices are float64.",
             "apricot/submodlib 'precomputed': our similarity max_d - d built with sklearn "
             "euclidean_distances (float32) and handed over; kernel_s is that build.",
         ],
@@ -717,6 +739,7 @@ def _ratios(runs: list[dict]) -> dict:
     stoT = _find(runs, impl="coreselect", optimizer="stochastic", mode="dense", threads=T)
     knn = _find(runs, impl="coreselect", optimizer="lazy", mode="knn")
     af = _find(runs, impl="apricot", optimizer="lazy", mode="features")
+    af64 = _find(runs, impl="apricot", optimizer="lazy", mode="features-f64")
     ap = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed")
     sl = _find(runs, impl="submodlib", optimizer="lazy")
     ss = _find(runs, impl="submodlib", optimizer="stochastic")
@@ -734,6 +757,8 @@ def _ratios(runs: list[dict]) -> dict:
         "stochastic_vs_apricot_lazy_features_cold_oursTthreads": _ratio(af, stoT, "cold_s"),
         "peak_memory_lazy_over_apricot_features": _ratio(lazyT, af, "peak_mb"),
         "peak_memory_lazy_over_apricot_precomputed": _ratio(lazyT, ap, "peak_mb"),
+        "lazy_vs_apricot_features_f64_cold_1thread": _ratio(af64, lazy1, "cold_s"),
+        "peak_memory_lazy_over_apricot_features_f64": _ratio(lazyT, af64, "peak_mb"),
         "stochastic_cost_ratio": stoT.get("cost_ratio") if stoT else None,
         "knn_cost_ratio": knn.get("cost_ratio") if knn else None,
     }
