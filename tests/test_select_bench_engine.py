@@ -84,8 +84,8 @@ def test_tiny_engine_run(tmp_path):
 
 
 def test_apricot64_anchor_feeds_float64_features(tmp_path):
-    # the anchor row for apricot's feature path with numpy's default dtype: its own row,
-    # timed and re-scored like the others, and its ratios reported apart
+    # the anchor rows for apricot fed numpy's default dtype: their own rows, timed and
+    # re-scored like the others, and their ratios reported apart
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="suite"))
     out = tmp_path / "r.json"
@@ -97,12 +97,19 @@ def test_apricot64_anchor_feeds_float64_features(tmp_path):
     assert args.func(args) == 0
     res = json.loads(out.read_text())
     modes = [(r["impl"], r["mode"]) for r in res["runs"]]
-    assert modes == [("coreselect", "dense"), ("apricot", "features-f64")]
-    anchor = res["runs"][1]
-    assert "error" not in anchor and anchor["peak_mb"] > 0
+    assert modes == [
+        ("coreselect", "dense"),
+        ("apricot", "features-f64"),
+        ("apricot", "precomputed-f64"),
+    ]
+    feats, pre = res["runs"][1:]
+    assert "error" not in feats and feats["peak_mb"] > 0
     # apricot's euclidean is squared distances: a different objective, close in cost
-    assert anchor["cost_ratio"] < 1.2
+    assert feats["cost_ratio"] < 1.2
+    # handed our similarity in float64, apricot's lazy greedy is exact greedy too
+    assert pre["cost_ratio"] == pytest.approx(1.0, rel=1e-6)
     assert "peak_memory_lazy_over_apricot_features_f64" in res["ratios"]
     assert "lazy_vs_apricot_features_f64_cold_1thread" in res["ratios"]
+    assert "greedy_vs_apricot_precomputed_f64_greedy_1thread" in res["ratios"]
     bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(out)])
     assert bad.func(bad) == 2

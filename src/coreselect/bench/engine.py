@@ -269,7 +269,8 @@ def _worker(cfg: dict) -> dict:
                 kern = spent["kernel"]
             else:
                 t0 = time.perf_counter()
-                S, _ = _anchor_kernel(X)
+                # precomputed-f64: the same kernel built from float64 features (float64 S)
+                S, _ = _anchor_kernel(X.astype(np.float64) if cfg["mode"].endswith("f64") else X)
                 t1 = time.perf_counter()
                 sel = apricot.FacilityLocationSelection(
                     k, metric="precomputed", optimizer=opt, **_apricot_kw(cfg)
@@ -454,7 +455,7 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument(
         "--compare",
         default="",
-        help="comma list: apricot, apricot64 (its feature path fed float64), submodlib",
+        help="comma list: apricot, apricot64 (its paths fed float64 features), submodlib",
     )
     p.add_argument(
         "--ours",
@@ -554,16 +555,17 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             },
         ]
     if "apricot64" in compare:
-        configs.append(
+        configs += [
             {
                 **base,
                 "impl": "apricot",
                 "optimizer": "lazy",
-                "mode": "features-f64",
+                "mode": mode,
                 "threads": 1,
                 "repeats": args.anchor_repeats,
             }
-        )
+            for mode in ("features-f64", "precomputed-f64")
+        ]
     if "submodlib" in compare:
         configs += [
             {
@@ -700,8 +702,9 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             "distances: a different objective), run with 1 thread because numpy's OpenBLAS "
             "segfaults in X @ X.T with 2 threads at n >~ 26k (numpy#19685); the coreselect "
             "rows with threads=1 are its like-for-like comparison.",
-            "apricot 'features-f64': the same path fed the same features as float64 "
-            "(numpy's default dtype), so its distance and similarity matrices are float64.",
+            "apricot 'features-f64' / 'precomputed-f64' (--compare apricot64): the same "
+            "paths fed the same features as float64 (numpy's default dtype), so every matrix "
+            "is float64; apricot's greedy runs faster on a float64 similarity.",
             "apricot/submodlib 'precomputed': our similarity max_d - d built with sklearn "
             "euclidean_distances (float32) and handed over; kernel_s is that build.",
         ],
@@ -740,6 +743,7 @@ def _ratios(runs: list[dict]) -> dict:
     knn = _find(runs, impl="coreselect", optimizer="lazy", mode="knn")
     af = _find(runs, impl="apricot", optimizer="lazy", mode="features")
     af64 = _find(runs, impl="apricot", optimizer="lazy", mode="features-f64")
+    ap64 = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed-f64")
     ap = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed")
     sl = _find(runs, impl="submodlib", optimizer="lazy")
     ss = _find(runs, impl="submodlib", optimizer="stochastic")
@@ -758,7 +762,12 @@ def _ratios(runs: list[dict]) -> dict:
         "peak_memory_lazy_over_apricot_features": _ratio(lazyT, af, "peak_mb"),
         "peak_memory_lazy_over_apricot_precomputed": _ratio(lazyT, ap, "peak_mb"),
         "lazy_vs_apricot_features_f64_cold_1thread": _ratio(af64, lazy1, "cold_s"),
+        "lazy_vs_apricot_features_f64_cold_oursTthreads": _ratio(af64, lazyT, "cold_s"),
+        "stochastic_vs_apricot_features_f64_cold_1thread": _ratio(af64, sto1, "cold_s"),
+        "stochastic_vs_apricot_features_f64_cold_oursTthreads": _ratio(af64, stoT, "cold_s"),
         "peak_memory_lazy_over_apricot_features_f64": _ratio(lazyT, af64, "peak_mb"),
+        "greedy_vs_apricot_precomputed_f64_greedy": _ratio(ap64, lazyT, "greedy_s"),
+        "greedy_vs_apricot_precomputed_f64_greedy_1thread": _ratio(ap64, lazy1, "greedy_s"),
         "stochastic_cost_ratio": stoT.get("cost_ratio") if stoT else None,
         "knn_cost_ratio": knn.get("cost_ratio") if knn else None,
     }
