@@ -111,5 +111,6 @@ def test_apricot64_anchor_feeds_float64_features(tmp_path):
     assert "peak_memory_lazy_over_apricot_features_f64" in res["ratios"]
     assert "lazy_vs_apricot_features_f64_cold_1thread" in res["ratios"]
     assert "greedy_vs_apricot_precomputed_f64_greedy_1thread" in res["ratios"]
+    assert "peak_memory_lazy_over_apricot_precomputed_f64" in res["ratios"]
     bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(out)])
     assert bad.func(bad) == 2

@@ -766,6 +766,7 @@ def _ratios(runs: list[dict]) -> dict:
         "stochastic_vs_apricot_features_f64_cold_1thread": _ratio(af64, sto1, "cold_s"),
         "stochastic_vs_apricot_features_f64_cold_oursTthreads": _ratio(af64, stoT, "cold_s"),
         "peak_memory_lazy_over_apricot_features_f64": _ratio(lazyT, af64, "peak_mb"),
+        "peak_memory_lazy_over_apricot_precomputed_f64": _ratio(lazyT, ap64, "peak_mb"),
         "greedy_vs_apricot_precomputed_f64_greedy": _ratio(ap64, lazyT, "greedy_s"),
         "greedy_vs_apricot_precomputed_f64_greedy_1thread": _ratio(ap64, lazy1, "greedy_s"),
         "stochastic_cost_ratio": stoT.get("cost_ratio") if stoT else None,
