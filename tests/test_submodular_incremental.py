@@ -11,6 +11,7 @@ from coreselect.submodular import lazy_greedy, naive_greedy, stochastic_greedy
 from coreselect.submodular.cells import cell_order, unpermute
 from coreselect.submodular.facility_location import make_oracle
 from coreselect.submodular.incremental import incremental_greedy
+from coreselect.submodular.kernels import is_symmetric
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 METRICS = ["euclidean", "rbf", "cosine"]
@@ -87,6 +88,37 @@ def test_dense_matrix_is_exactly_symmetric_on_cpu(metric):
         X = torch.randn(n, d, generator=torch.Generator().manual_seed(n)) * 3
         C = make_oracle(X, metric, "dense", segment=64).C
         assert torch.equal(C, C.T)
+
+
+def test_symmetry_probe_catches_a_rounding_difference():
+    X = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+    C = make_oracle(X, "euclidean", "dense", segment=64).C.clone()
+    assert is_symmetric(C)
+    up = C.triu(1)
+    assert not is_symmetric(C + torch.where(up > 0, up * 2e-7, 0.0))  # last-bit noise
+    C2 = C.clone()
+    C2[3, 499] = torch.nextafter(C2[3, 499], torch.tensor(float("inf")))
+    assert not is_symmetric(C2)  # the tail block is read whole
+
+
+def test_lazy_falls_back_to_the_batched_lazy_greedy_without_symmetry(monkeypatch):
+    # the incremental greedy reads c_ij from row i: on a matrix that failed the probe,
+    # lazy must not run it, and still return naive greedy's picks
+    import coreselect.submodular.incremental as inc
+
+    def refuse(*a, **k):
+        raise AssertionError("incremental greedy on an asymmetric matrix")
+
+    monkeypatch.setattr(inc, "incremental_greedy", refuse)
+    X = torch.as_tensor(_case(4), dtype=torch.float32)
+    oracle = make_oracle(X, "euclidean", "dense", segment=16)
+    assert oracle.symmetric
+    oracle.symmetric = False
+    got = lazy_greedy(oracle, 5)
+    ref = naive_greedy(make_oracle(X, "euclidean", "dense"), 5)
+    assert got.picks.tolist() == ref.picks.tolist()
+    with pytest.raises(ValueError, match="symmetric"):
+        incremental_greedy.__wrapped__(oracle, 5)
 
 
 def test_cell_order_is_a_seeded_permutation_grouping_clusters():

@@ -5,8 +5,9 @@ any gain: candidate ``j`` loses ``min(max(0, o_i - c_ij), o_i - w_i)``, which is
 ``c_ij < o_i``. With the pool in :func:`~coreselect.submodular.cells.cell_order` and the
 cost matrix cut into column segments with known row minima, the update of ``i`` reads only
 the segments of row ``i`` whose minimum is below ``o_i`` (the matrix is bitwise symmetric,
-see :func:`~coreselect.submodular.kernels.cost_tile`, so row ``i`` holds ``c_ij`` for every
-candidate ``j`` exactly as row ``j`` does). On 30,000 Fashion-MNIST points that is
+see :meth:`~coreselect.submodular.kernels.PreparedFeatures.factors`, probed after every build:
+row ``i`` holds ``c_ij`` for every candidate ``j`` exactly as row ``j`` does; ``lazy`` falls
+back to the batched lazy greedy when the probe fails). On 30,000 Fashion-MNIST points that is
 about a third of the bytes the batched lazy greedy reads (its stale bounds are loose in
 the first hundred picks, so it evaluates ~80 full rows per pick).
 
@@ -53,6 +54,8 @@ def incremental_greedy(
     if oracle.device.type != "cpu":
         # row i must hold c_ij bit for bit as row j does; checked for the CPU GEMM only
         raise ValueError("incremental_greedy runs on CPU only (use lazy_greedy on CUDA)")
+    if not oracle.symmetric:
+        raise ValueError("incremental_greedy needs a bitwise symmetric matrix (use lazy_greedy)")
     st = _State(oracle)
     n = oracle.n
     run = _Run(oracle, st, rel_tol)

@@ -18,7 +18,8 @@ So ``euclidean`` is CRAIG's ``s = max_d - d``, ``rbf`` is submodlib's ``exp(-d/D
 cancellation of ``max_d - d``).
 
 Distances use the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` on *centred* features (smaller
-norms, less rounding); the diagonal is set to exactly zero. A zero feature vector under
+norms, less rounding), as one GEMM on Gram factors that carry the norms
+(:meth:`PreparedFeatures.factors`); the diagonal is set to exactly zero. A zero feature vector under
 ``cosine`` has cosine 0 with every other point (cost 1) and cost 0 with itself.
 
 The dense ``n x n`` matrix lives in a module-level workspace that is reused across calls
@@ -46,6 +47,7 @@ __all__ = [
     "prepare_features",
     "cost_tile",
     "build_dense",
+    "is_symmetric",
     "workspace",
     "free_workspace",
     "workspace_bytes",
@@ -151,6 +153,29 @@ class PreparedFeatures:
         self.sq = sq
         self.metric = metric
         self.dim = dim
+        self._factors: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gram factors ``(L, R)``, each ``(n, d + 2)`` (``(n, d + 1)`` for cosine) float32,
+        such that ``L_a . R_b`` is the squared distance ``|a|^2 + |b|^2 - 2 a.b`` (or
+        ``1 - cos``) of rows ``a`` and ``b``: ``L = [|x|^2, 1, -2x]``, ``R = [1, |x|^2, x]``
+        (``L = [1, -x]``, ``R = [1, x]`` for cosine). Built once and cached.
+
+        The GEMM accumulates ``|a|^2 + |b|^2`` first (exact in either order) and then the
+        same products ``-2 a_k b_k`` for ``(a, b)`` and ``(b, a)``, so a cost matrix built
+        from them is bitwise symmetric when the GEMM sums ``k`` in order (checked by
+        :func:`is_symmetric`)."""
+        if self._factors is None:
+            ones = torch.ones((self.n, 1), dtype=torch.float32, device=self.X.device)
+            if self.metric == "cosine":
+                L = torch.cat([ones, -self.X], dim=1)
+                R = torch.cat([ones, self.X], dim=1)
+            else:
+                sq = self.sq.unsqueeze(1)
+                L = torch.cat([sq, ones, -2.0 * self.X], dim=1)
+                R = torch.cat([ones, sq, self.X], dim=1)
+            self._factors = (L.contiguous(), R.contiguous())
+        return self._factors
 
     @property
     def n(self) -> int:
@@ -205,16 +230,12 @@ def cost_tile(
     m, p = A.X.shape[0], B.X.shape[0]
     if out is None:
         out = torch.empty((m, p), dtype=torch.float32, device=A.X.device)
+    # one GEMM on the Gram factors gives 1 - cos, or |a|^2 + |b|^2 - 2 a.b with the norms
+    # summed first: no pass to add them, and c(a, b), c(b, a) round identically (the
+    # incremental greedy reads c_ij from row i; see PreparedFeatures.factors)
+    torch.mm(A.factors()[0], B.factors()[1].T, out=out)
     if A.metric == "cosine":
-        # 1 - cos, clamped to [0, 1]  (cost of s = max(cos, 0)).
-        torch.mm(A.X, B.X.T, out=out)
-        out.neg_().add_(1.0).clamp_(0.0, 1.0)
-        return out
-    # squared distance = (|a|^2 + |b|^2) - 2 a.b, then sqrt, in place. Adding the norms
-    # first makes c(a, b) and c(b, a) round identically: the dense matrix is exactly
-    # symmetric, which the incremental greedy relies on (it reads c_ij from row i).
-    torch.add(A.sq.unsqueeze(1), B.sq.unsqueeze(0), out=out)
-    torch.addmm(out, A.X, B.X.T, beta=1.0, alpha=-2.0, out=out)
+        return out.clamp_(0.0, 1.0)  # cost of s = max(cos, 0)
     out.clamp_(min=0.0).sqrt_()
     if A.metric == "rbf":
         # 1 - exp(-d / D) == -expm1(-d / D), accurate for small d.
@@ -281,7 +302,22 @@ def build_dense(
 
 
 def _slice(F: PreparedFeatures, s: int, e: int) -> PreparedFeatures:
-    return PreparedFeatures(F.X[s:e], F.sq[s:e], F.metric, F.dim)
+    out = PreparedFeatures(F.X[s:e], F.sq[s:e], F.metric, F.dim)
+    L, R = F.factors()
+    out._factors = (L[s:e], R[s:e])
+    return out
+
+
+def is_symmetric(C: torch.Tensor, samples: int = 4096, seed: int = 0) -> bool:
+    """Whether the square matrix ``C`` ``(n, n)`` is bitwise symmetric, on a seeded sample
+    of ``samples`` entry pairs plus every pair with the last row (the tail block of the
+    build). A probe, not a proof: for a systematic rounding difference of the GEMM."""
+    n = int(C.shape[0])
+    gen = torch.Generator().manual_seed(int(seed))
+    i = torch.randint(0, n, (samples,), generator=gen).to(C.device)
+    j = torch.randint(0, n, (samples,), generator=gen).to(C.device)
+    last = C[n - 1]
+    return bool(torch.equal(C[i, j], C[j, i])) and bool(torch.equal(last, C[:, n - 1]))
 
 
 # --------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from coreselect.submodular.kernels import (
     build_dense,
     cost_tile,
     cpu_workers,
+    is_symmetric,
     run_blocks,
     workspace,
 )
@@ -69,8 +70,11 @@ class CostOracle(abc.ABC):
     #: True when :meth:`rows` is available (dense rows for batched updates).
     has_rows: bool = False
     #: True for a segmented dense matrix on CPU: :meth:`DenseOracle.gains_skipping` and
-    #: :class:`SegmentCosts` are available, and ``lazy`` runs the incremental greedy.
+    #: :class:`SegmentCosts` are available.
     skips_segments: bool = False
+    #: True when row ``i`` holds ``c_ij`` bit for bit as row ``j`` holds ``c_ji`` (probed on
+    #: a CPU dense matrix); with ``skips_segments``, ``lazy`` runs the incremental greedy.
+    symmetric: bool = False
 
     @abc.abstractmethod
     def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
@@ -222,6 +226,7 @@ class DenseOracle(_RowOracle):
             if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
                 self._smin = self.segment_min.numpy()
+                self.symmetric = is_symmetric(self.C)
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)

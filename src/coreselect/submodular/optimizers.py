@@ -174,7 +174,7 @@ def lazy_greedy(
         :class:`GreedyResult` identical (picks and order) to :func:`naive_greedy` up to
         float rounding of exactly tied gains.
     """
-    if oracle.skips_segments:
+    if oracle.skips_segments and oracle.symmetric:
         from coreselect.submodular.incremental import incremental_greedy
 
         return incremental_greedy.__wrapped__(oracle, k)
