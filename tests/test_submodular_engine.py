@@ -231,3 +231,28 @@ def test_lazy_matches_naive_on_a_larger_pool():
         assert lz.evaluations < ref.evaluations
     bw = lazy_greedy(make_oracle(Xt, "euclidean", "blockwise"), 60)
     assert bw.picks.tolist() == ref.picks.tolist()
+
+
+def test_a_fresh_workspace_is_claimed_once_and_touching_changes_nothing():
+    from coreselect.submodular.kernels import (
+        build_dense,
+        claim_fresh,
+        free_workspace,
+        prepare_features,
+        workspace,
+    )
+
+    free_workspace("cpu")
+    buf = workspace(700 * 700, "cpu")
+    assert claim_fresh("cpu") and not claim_fresh("cpu")
+    assert not (workspace(100, "cpu") is None or claim_fresh("cpu"))  # reused: not fresh
+    F = prepare_features(torch.randn(700, 5, generator=torch.Generator().manual_seed(1)), "rbf")
+    a = buf.view(700, 700)
+    build_dense(F, a, touch=True)
+    b = torch.empty(700, 700)
+    build_dense(F, b)
+    assert torch.equal(a, b)
+    workspace(800 * 800, "cpu")  # grows: a new buffer, fresh again
+    assert claim_fresh("cpu")
+    free_workspace("cpu")
+    assert not claim_fresh("cpu")

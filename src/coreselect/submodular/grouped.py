@@ -68,6 +68,7 @@ import torch
 
 from coreselect.submodular.kernels import (
     build_dense,
+    claim_fresh,
     cpu_workers,
     prepare_features,
     run_blocks,
@@ -173,13 +174,14 @@ def build_grouped_dense(
     sizes = [int(np.asarray(mem).size) for mem in members]
     G, m = len(sizes), max(sizes)
     C = workspace(G * m * m, dev).view(G, m, m)
+    touch = claim_fresh(dev)
     g0 = torch.full((G, m), _NEG, dtype=torch.float64, device=dev)
     c0s: list[float] = []
     for g, mem in enumerate(members):
         ng = sizes[g]
         Xg = X if ng == n else X[torch.as_tensor(np.asarray(mem), device=dev)]
         F = prepare_features(Xg, metric)
-        rowsum, c0 = build_dense(F, C[g, :ng, :ng])
+        rowsum, c0 = build_dense(F, C[g, :ng, :ng], touch=touch)
         if ng < m:
             C[g, :ng, ng:].zero_()
             C[g, ng:].zero_()

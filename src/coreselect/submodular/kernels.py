@@ -24,7 +24,8 @@ norms, less rounding), as one GEMM on Gram factors that carry the norms
 
 The dense ``n x n`` matrix lives in a module-level workspace that is reused across calls
 (first touch of fresh memory costs far more than filling it; a fresh buffer is touched with
-plain stores before any GEMM writes to it); :func:`free_workspace` releases it. It is
+plain stores, block by block, before a GEMM writes there: :func:`claim_fresh`);
+:func:`free_workspace` releases it. It is
 plain ``torch.empty`` memory: advising it for transparent huge pages (``MADV_HUGEPAGE``)
 made the first touch of 3.6 GB slower on this project's machines (1.7-2.5 s instead of
 1.1-1.2 s by hand, with direct compaction on fault), more than the greedy gains from fewer
@@ -50,6 +51,7 @@ __all__ = [
     "build_dense",
     "is_symmetric",
     "workspace",
+    "claim_fresh",
     "free_workspace",
     "workspace_bytes",
     "available_memory",
@@ -257,6 +259,7 @@ def build_dense(
     out: torch.Tensor,
     block_rows: int | None = None,
     segment_min: torch.Tensor | None = None,
+    touch: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
 
@@ -273,6 +276,8 @@ def build_dense(
         block_rows: rows per block; default keeps a block near 4 MiB on CPU.
         segment_min: optional ``(n, nseg)`` float32 tensor filled with the minimum of
             every row over each segment of ``seg`` consecutive columns.
+        touch: zero each block just before its GEMM (for fresh memory, see
+            :func:`claim_fresh`).
 
     Returns:
         ``(rowsum, c0)``: ``(n,)`` float64 row sums of the cost matrix, and ``c0`` (float):
@@ -288,6 +293,8 @@ def build_dense(
         e = min(s + bs, n)
         full = out[s:e]
         blk = full[:, :n]
+        if touch:
+            full.zero_()
         cost_tile(_slice(F, s, e), F, out=blk)
         blk.diagonal(offset=s).zero_()
         torch.sum(blk, dim=1, out=rowsum[s:e])  # float32 cascade sum, accurate enough
@@ -327,6 +334,7 @@ def is_symmetric(C: torch.Tensor, samples: int = 4096, seed: int = 0) -> bool:
 
 _WS_LOCK = threading.Lock()
 _WORKSPACE: dict[str, torch.Tensor] = {}
+_FRESH: set[str] = set()  # devices whose workspace was allocated and not yet claimed
 
 
 def workspace(numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -353,22 +361,25 @@ def workspace(numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
         cached = None
         buf = torch.empty(numel, dtype=torch.float32, device=device)
         if device.type == "cpu":
-            _first_touch(buf)
+            _FRESH.add(key)
         _WORKSPACE[key] = buf
         return buf[:numel]
 
 
-def _first_touch(buf: torch.Tensor, chunk: int = 1 << 24) -> None:
-    """Fault in fresh CPU memory with plain stores, split over the workers: a GEMM that
-    writes into untouched pages takes its page faults far more slowly (a cold
-    ``torch.empty`` + ``mm(out=)`` of 30k x 30k: 3.7-4.3 s against 1.1 s of touching plus
-    0.8 s of GEMM on this project's machines)."""
-    n = buf.numel()
+def claim_fresh(device: torch.device | str = "cpu") -> bool:
+    """True once after the CPU workspace of ``device`` was (re)allocated, False after.
 
-    def touch(s: int, _w: int) -> None:
-        buf[s : s + chunk].zero_()
-
-    run_blocks(touch, range(0, n, chunk), cpu_workers(buf.device))
+    The caller that is about to fill it should touch each block with plain stores just
+    before its GEMM writes there (``build_dense(touch=True)``): a GEMM writing into
+    never-touched pages takes its page faults far more slowly (a cold ``torch.empty`` +
+    ``mm(out=)`` of 30k x 30k: 3.7-4.3 s against 1.1 s of touching plus 0.8 s of GEMM on
+    this project's machines), and touching block by block keeps the block in cache for
+    the GEMM instead of writing the whole buffer to memory twice."""
+    key = str(torch.device(device))
+    with _WS_LOCK:
+        fresh = key in _FRESH
+        _FRESH.discard(key)
+        return fresh
 
 
 def workspace_bytes(device: torch.device | str | None = None) -> int:
@@ -385,6 +396,7 @@ def free_workspace(device: torch.device | str | None = None) -> None:
     with _WS_LOCK:
         keys = list(_WORKSPACE) if device is None else [str(torch.device(device))]
         for k in keys:
+            _FRESH.discard(k)
             if _WORKSPACE.pop(k, None) is None:
                 continue
             if k.startswith("cuda") and torch.cuda.is_available():

@@ -27,6 +27,7 @@ from coreselect.submodular.cells import SEGMENT
 from coreselect.submodular.kernels import (
     PreparedFeatures,
     build_dense,
+    claim_fresh,
     cost_tile,
     cpu_workers,
     is_symmetric,
@@ -221,7 +222,8 @@ class DenseOracle(_RowOracle):
             self.segments = full.view(n * self.nseg, self.segment)
             self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
             self.C = full[:, :n]
-            rowsum, c0 = build_dense(F, full, segment_min=self.segment_min)
+            touch = claim_fresh(self.device)
+            rowsum, c0 = build_dense(F, full, segment_min=self.segment_min, touch=touch)
             self.skips_segments = self.device.type == "cpu"
             if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
@@ -230,7 +232,7 @@ class DenseOracle(_RowOracle):
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)
-            rowsum, c0 = build_dense(F, self.C)
+            rowsum, c0 = build_dense(F, self.C, touch=claim_fresh(self.device))
         self.c0 = c0
         # first-step gains sum_i (c0 - c_ij), in float64 from the float32 row sums
         self.g0 = n * c0 - rowsum
