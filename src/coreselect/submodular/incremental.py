@@ -181,8 +181,7 @@ class _Run:
         st.picks.append(p)
         st.gains.append(gain)
         st.picked[p] = True
-        ix, old, new = self.costs.cover(p, st.assign)
-        return torch.from_numpy(ix), torch.from_numpy(old), torch.from_numpy(new)
+        return self.costs.cover(p, st.assign)
 
     def decrease(self, ix: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         """Lower the gains by the exact effect of points ``ix`` going from cost ``old`` to

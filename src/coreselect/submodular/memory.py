@@ -317,12 +317,13 @@ class SegmentCosts:
 
     def cover(
         self, p: int, assign: torch.Tensor | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Add ``p`` (as :meth:`CostOracle.cover`, strictly closer only), reading only the
         segments of row ``p`` whose minimum is below the segment's largest cost.
 
         Returns:
-            ``(ix, old, new)`` numpy arrays: changed points, previous and new costs.
+            ``(ix, old, new)`` as :meth:`CostOracle.cover`: changed points, previous and new
+            costs.
         """
         o, seg = self.oracle, self.oracle.segment
         segs = np.flatnonzero(o._smin[p] < self.dmax)
@@ -337,7 +338,7 @@ class SegmentCosts:
         self.dmax[segs] = cur.max(axis=1)
         if assign is not None:
             assign.numpy()[ix] = p
-        return ix, old, new
+        return torch.from_numpy(ix), torch.from_numpy(old), torch.from_numpy(new)
 
 
 class BlockwiseOracle(_RowOracle):
