@@ -63,7 +63,7 @@ def incremental_greedy(
         gain, p = run.best()
         run.g[p] = _NEG
         run.gref[p] = 0.0
-        ix, old, new = run.accept(p, gain)
+        ix, old, new = st.accept(p, gain)
         if len(st.picks) >= k:
             st.evaluations = int(round(run.rows_read))
             return st.result()
@@ -105,10 +105,10 @@ class _Run:
         # segments of its row that can lower a cost
         self.costs = oracle.segment_costs(st.dcur)
         st.dcur = self.costs.dcur
+        st.cover = self.costs.cover
         # numpy views of the same memory for the per-pick bookkeeping
         self.gn = self.g.numpy()
         self.dn = st.dcur.numpy()
-        self.assign = st.assign.numpy()
         self.segs = oracle._segs
         self.smin = oracle._smin
 
@@ -173,16 +173,6 @@ class _Run:
             done = torch.cat([done, near])
 
     # ---------------------------------------------------------------- updates
-    def accept(self, p: int, gain: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`_State.accept`; returns the changed points with old and new costs."""
-        st = self.st
-        if not st.picks:
-            self.assign.fill(p)
-        st.picks.append(p)
-        st.gains.append(gain)
-        st.picked[p] = True
-        return self.costs.cover(p, st.assign)
-
     def decrease(self, ix: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         """Lower the gains by the exact effect of points ``ix`` going from cost ``old`` to
         ``new``: from the segments of their rows whose minimum is below the old cost (in
