@@ -28,7 +28,7 @@ import torch
 
 from coreselect.submodular.kernels import run_blocks
 from coreselect.submodular.memory import DenseOracle
-from coreselect.submodular.optimizers import _NEG, GreedyResult, _best, _one_thread, _State
+from coreselect.submodular.optimizers import _NEG, GreedyResult, _one_thread, _State
 
 __all__ = ["incremental_greedy"]
 
@@ -61,8 +61,8 @@ def incremental_greedy(
     run = _Run(oracle, st, rel_tol)
     while True:
         gain, p = run.best()
-        run.g[p] = _NEG
-        run.gref[p] = 0.0
+        run.gn[p] = _NEG
+        run.grefn[p] = 0.0
         ix, old, new = st.accept(p, gain)
         if len(st.picks) >= k:
             st.evaluations = int(round(run.rows_read))
@@ -95,10 +95,12 @@ class _Run:
         self.oracle, self.st, self.rel_tol = oracle, st, rel_tol
         self.nseg, self.seg = oracle.nseg, oracle.segment
         width = self.nseg * self.seg
-        self.ids = oracle.ids if oracle.ids is not None else torch.arange(n, device=dev)
+        ids = oracle.ids if oracle.ids is not None else torch.arange(n)
+        self.idsn = ids.numpy()
         self.gpad = torch.zeros(width, dtype=torch.float64, device=dev)
         self.g = self.gpad[:n]
         self.g.copy_(oracle.g0)
+        self.gn = self.g.numpy()  # numpy view for the per-pick bookkeeping
         self.reset_ref()
         self.rows_read = 0.0
         # costs laid out by segment with current segment maxima: a pick reads only the
@@ -106,71 +108,59 @@ class _Run:
         self.costs = oracle.segment_costs(st.dcur)
         st.dcur = self.costs.dcur
         st.cover = self.costs.cover
-        # numpy views of the same memory for the per-pick bookkeeping
-        self.gn = self.g.numpy()
-        self.dn = st.dcur.numpy()
         self.segs = oracle._segs
         self.smin = oracle._smin
 
     def reset_ref(self) -> None:
         """All gains were just computed exactly: they are their own rounding scale."""
-        self.gref = self.g.clamp(min=0.0)
-        self.gref_max = float(self.gref.max().item())  # stays an upper bound
+        self.grefn = np.maximum(self.gn, 0.0)
+        self.gref_max = float(self.grefn.max())  # stays an upper bound
 
     # ---------------------------------------------------------------- exact gains
-    def exact(self, idx: torch.Tensor) -> torch.Tensor:
+    def exact(self, idx: np.ndarray) -> np.ndarray:
         """Exact gains ``(m,)`` float64 of candidates ``idx`` at the current costs, with
         naive greedy's arithmetic (full float32 rows), so that ties resolve the same way."""
-        self.rows_read += int(idx.numel())
-        return self.oracle.gains(idx, self.st.dcur)
+        self.rows_read += int(idx.size)
+        return self.oracle.gains(torch.from_numpy(idx), self.st.dcur).numpy()
 
     # ---------------------------------------------------------------- selection
-    def _top2(self) -> tuple[int, float, float]:
-        """Position of the best maintained gain, the gain and the runner-up's gain."""
-        gn = self.gn
-        p = int(gn.argmax())
-        best = float(gn[p])
-        gn[p] = _NEG
-        second = float(gn.max()) if gn.size > 1 else _NEG
-        gn[p] = best
-        return p, best, second
+    def _near(self, p: int) -> np.ndarray:
+        """Candidates (positions, ``p`` among them) whose rounding band reaches the band of
+        ``p``, the argmax of the maintained gains."""
+        tol, gn = self.rel_tol, self.gn
+        lo = gn[p] - tol * self.grefn[p]
+        near = np.flatnonzero(gn >= lo - tol * self.gref_max)
+        return near[gn[near] + tol * self.grefn[near] >= lo]
 
-    def _near(self, p: int, best: float) -> torch.Tensor:
-        """Candidates whose rounding band reaches the band of the best (``p``)."""
-        tol = self.rel_tol
-        lo = best - tol * float(self.gref[p].item())
-        near = np.flatnonzero(self.gn >= lo - tol * self.gref_max)
-        gr = self.gref.numpy()
-        return torch.from_numpy(near[self.gn[near] + tol * gr[near] >= lo])
+    def _lowest_id(self, cand: np.ndarray) -> tuple[float, int]:
+        """Largest gain among ``cand`` and, of those attaining it, the lowest id."""
+        vals = self.gn[cand]
+        top = vals.max()
+        tied = cand[vals == top]
+        return float(top), int(tied[self.idsn[tied].argmin()])
 
     def best(self) -> tuple[float, int]:
         """Next pick ``(exact gain, position)``: the argmax of the maintained gains, after
         every candidate within rounding of it was re-evaluated exactly (ties: lowest id)."""
-        g, gref, st = self.g, self.gref, self.st
+        gn, st = self.gn, self.st
         if not st.picks:
             # the empty-set gains are exact, as in naive greedy
-            return _best(g, torch.arange(self.oracle.n, device=g.device), self.oracle.n, self.ids)
-        p, best, second = self._top2()
-        if best == _NEG:
+            return self._lowest_id(np.arange(self.oracle.n))
+        p = int(gn.argmax())
+        if gn[p] == _NEG:
             raise ValueError("no candidate left")
-        if second + 2 * self.rel_tol * self.gref_max < best:
-            near = torch.tensor([p], device=g.device)  # the runner-up is clear of it
-        else:
-            near = self._near(p, best)
-        done = near
+        near = done = self._near(p)
         while True:
             exact = self.exact(near)
-            g[near] = exact
-            gref[near] = exact.clamp(min=0.0)
-            if done.numel() == 1:
-                return float(exact[0].item()), int(near[0].item())
-            p, best, _ = self._top2()
-            cand = self._near(p, best)
-            fresh = torch.isin(cand, done)
-            if bool(fresh.all()):
-                return _best(g[cand], cand, self.oracle.n, self.ids)
-            near = cand[~fresh]
-            done = torch.cat([done, near])
+            gn[near] = exact
+            self.grefn[near] = np.maximum(exact, 0.0)
+            if done.size == 1:
+                return float(exact[0]), int(near[0])
+            cand = self._near(int(gn.argmax()))
+            near = cand[~np.isin(cand, done)]
+            if near.size == 0:
+                return self._lowest_id(cand)
+            done = np.concatenate([done, near])
 
     # ---------------------------------------------------------------- updates
     def decrease(self, ix: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
@@ -181,7 +171,7 @@ class _Run:
         per = max(1, oracle._scratch[0][0].numel() // seg)  # segments per chunk
         ixn, oldn = ix.numpy(), old.numpy()
         need = self.smin[ixn] < oldn[:, None]  # (m, nseg)
-        rrn, bbn = np.nonzero(need)
+        rrn, bbn = np.divmod(np.flatnonzero(need), nseg)  # np.nonzero of 2-D is slower
         total, pairs = int(rrn.size), need.size
         if 0 < total <= per and total * 2 <= pairs:
             # the common case after the first picks: a few segments, all in numpy

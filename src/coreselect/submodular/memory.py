@@ -263,7 +263,7 @@ class DenseOracle(_RowOracle):
         (segment by segment), so for optimizers that need no exact tie-breaking."""
         pad, dmax = costs.pad, costs.dmax
         cand = idx.numpy()
-        rows, segs = np.nonzero(self._smin[cand] < dmax)
+        rows, segs = np.divmod(np.flatnonzero(self._smin[cand] < dmax), self.nseg)
         flat = torch.from_numpy(cand[rows] * self.nseg + segs)
         S = torch.index_select(self.segments, 0, flat)  # (t, segment)
         torch.sub(torch.from_numpy(pad[segs]), S, out=S).clamp_(min=0.0)
