@@ -97,6 +97,7 @@ class _Run:
         width = self.nseg * self.seg
         ids = oracle.ids if oracle.ids is not None else torch.arange(n)
         self.idsn = ids.numpy()
+        self.seen = np.zeros(n, dtype=bool)  # candidates evaluated within one best()
         self.gpad = torch.zeros(width, dtype=torch.float64, device=dev)
         self.g = self.gpad[:n]
         self.g.copy_(oracle.g0)
@@ -150,15 +151,18 @@ class _Run:
         if gn[p] == _NEG:
             raise ValueError("no candidate left")
         near = done = self._near(p)
+        seen = self.seen  # all False between calls
         while True:
             exact = self.exact(near)
             gn[near] = exact
             self.grefn[near] = np.maximum(exact, 0.0)
             if done.size == 1:
                 return float(exact[0]), int(near[0])
+            seen[near] = True
             cand = self._near(int(gn.argmax()))
-            near = cand[~np.isin(cand, done)]
+            near = cand[~seen[cand]]
             if near.size == 0:
+                seen[done] = False
                 return self._lowest_id(cand)
             done = np.concatenate([done, near])
 
