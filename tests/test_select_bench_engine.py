@@ -114,3 +114,37 @@ def test_apricot64_anchor_feeds_float64_features(tmp_path):
     assert "peak_memory_lazy_over_apricot_precomputed_f64" in res["ratios"]
     bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(out)])
     assert bad.func(bad) == 2
+
+
+def test_apricot64_mt_anchor_gives_numba_the_threads_and_holds_blas_to_one(tmp_path):
+    # same thread count on both sides for apricot's greedy (numba prange), BLAS at 1 thread
+    # (numpy's SYRK crash): the rows record what the worker process actually saw
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(
+        ["engine", "--n", "300", "--d", "4", "--fraction", "0.1", "--data", "blobs"]
+        + ["--ours", "lazy", "--compare", "apricot64-mt", "--repeats", "0"]
+        + ["--anchor-repeats", "0", "--threads", "2", "--out", str(out)]
+    )
+    assert args.func(args) == 0
+    res = json.loads(out.read_text())
+    rows = [(r["impl"], r["mode"], r["threads"], r.get("blas_threads")) for r in res["runs"]]
+    assert rows == [
+        ("coreselect", "dense", 2, None),
+        ("coreselect", "dense", 1, None),
+        ("apricot", "features-f64", 2, 1),
+        ("apricot", "precomputed-f64", 2, 1),
+    ]
+    for r in res["runs"][2:]:
+        assert "error" not in r
+        assert r["thread_counts"] == {"numba": 2, "blas": 1}
+    assert res["runs"][3]["cost_ratio"] == pytest.approx(1.0, rel=1e-6)
+    for key in (
+        "lazy_vs_apricot_features_f64_cold_bothTthreads",
+        "lazy_vs_apricot_precomputed_f64_cold_bothTthreads",
+        "greedy_vs_apricot_precomputed_f64_greedy_bothTthreads",
+    ):
+        assert key in res["ratios"], key
+    # the 1-thread float64 ratios are not taken from these rows
+    assert "lazy_vs_apricot_features_f64_cold_1thread" not in res["ratios"]

@@ -14,6 +14,13 @@ def fmt(v, nd=2):
     return str(v)
 
 
+def threads(r: dict) -> str:
+    """Thread count, with the BLAS threads when they were held lower (apricot64-mt)."""
+    if r.get("blas_threads"):
+        return f"{r['threads']} (BLAS {r['blas_threads']})"
+    return str(r["threads"])
+
+
 def table(result: dict) -> str:
     lines = [
         "| impl | optimizer | ε | mode | threads | n | k | cold s | warm s | kernel s | "
@@ -30,7 +37,7 @@ def table(result: dict) -> str:
             continue
         lines.append(
             f"| {r['impl']} | {r['optimizer']} | {fmt(r.get('epsilon'))} | {r['mode']} | "
-            f"{r['threads']} | {r['n']} | {r['k']} | {fmt(r['cold_s'])} | "
+            f"{threads(r)} | {r['n']} | {r['k']} | {fmt(r['cold_s'])} | "
             f"{fmt(r.get('seconds'))} | {fmt(r['kernel_s'])} | {fmt(r['greedy_s'])} | "
             f"{fmt(r['peak_mb'], 0)} | {fmt(r.get('cost_ratio'), 4)} |"
         )

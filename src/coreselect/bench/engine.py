@@ -14,7 +14,9 @@ handed our kernel precomputed, as is submodlib. The anchors' kernel is computed 
 scikit-learn (``euclidean_distances``, float32) and ``max_d - d`` in place. numpy's bundled
 OpenBLAS segfaults in ``X @ X.T`` (SYRK) with 2 threads at n >~ 26k (numpy issue 19685), so
 apricot's feature path runs single-threaded, and so does the coreselect row it is compared
-against.
+against. ``--compare apricot64-mt`` adds apricot's float64 rows with ``--threads`` numba
+threads (its greedy's ``prange`` loops) and BLAS held to one thread, clear of that crash: the
+same thread count on both sides for the greedy.
 
 Data: ``fmnist`` reads the Fashion-MNIST training images (IDX, gzip) from the Debian package
 ``dataset-fashion-mnist`` (or ``--data-dir``), takes a seeded random subset of ``n`` images
@@ -281,7 +283,7 @@ def _worker(cfg: dict) -> dict:
                 del S
             calls.append({"total": total, "kernel": kern, "greedy": total - kern})
             picks = np.asarray(sel.ranking, dtype=np.int64)
-            extra = {}
+            extra = {"thread_counts": _thread_counts()}
     elif impl == "submodlib":
         from submodlib import FacilityLocationFunction
 
@@ -336,6 +338,15 @@ def _worker(cfg: dict) -> dict:
     return {"calls": calls, "peak_mb": _peak_mb(), **extra}
 
 
+def _thread_counts() -> dict:
+    """Threads numba and the BLAS libraries loaded in this process would use."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return {"numba": int(numba.get_num_threads()), "blas": max(blas, default=None)}
+
+
 def _apricot_kw(cfg: dict) -> dict:
     if cfg["optimizer"] == "stochastic":
         return {"optimizer_kwds": {"epsilon": cfg["epsilon"]}, "random_state": 0}
@@ -347,6 +358,9 @@ def _run_config(cfg: dict, timeout: float) -> dict:
     t = str(cfg["threads"])
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[var] = t
+    if cfg.get("blas_threads"):  # BLAS held below the others (apricot64-mt)
+        for var in ("MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[var] = str(cfg["blas_threads"])
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
@@ -434,7 +448,7 @@ def _machine() -> dict:
 
 
 #: anchors ``--compare`` accepts
-ANCHORS = ("apricot", "apricot64", "submodlib")
+ANCHORS = ("apricot", "apricot64", "apricot64-mt", "submodlib")
 
 
 def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -455,7 +469,8 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument(
         "--compare",
         default="",
-        help="comma list: apricot, apricot64 (its paths fed float64 features), submodlib",
+        help="comma list: apricot, apricot64 (its paths fed float64 features), apricot64-mt "
+        "(those with --threads numba threads, BLAS at 1), submodlib",
     )
     p.add_argument(
         "--ours",
@@ -511,7 +526,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
     for name in ours:
         opt, mode = ours_modes[name]
         eps = args.epsilon if opt == "stochastic" else None
-        apricot = "apricot" in compare or "apricot64" in compare
+        apricot = any(c.startswith("apricot") for c in compare)
         threads = [T] + ([1] if apricot and name in ("lazy", "stochastic") and T != 1 else [])
         for t in threads:
             reps = args.repeats if name in ("lazy", "stochastic") else min(args.repeats, 1)
@@ -566,6 +581,20 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             }
             for mode in ("features-f64", "precomputed-f64")
         ]
+    if "apricot64-mt" in compare and T > 1:
+        # numba's prange loops get T threads; BLAS stays at 1 (numpy's SYRK crash)
+        configs += [
+            {
+                **base,
+                "impl": "apricot",
+                "optimizer": "lazy",
+                "mode": mode,
+                "threads": T,
+                "blas_threads": 1,
+                "repeats": args.anchor_repeats,
+            }
+            for mode in ("features-f64", "precomputed-f64")
+        ]
     if "submodlib" in compare:
         configs += [
             {
@@ -614,6 +643,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             "data": args.data,
             "metric": args.metric,
         }
+        if cfg.get("blas_threads"):
+            row["blas_threads"] = cfg["blas_threads"]
         if "error" in res:
             row["error"] = res["error"]
             print(
@@ -642,6 +673,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             row["evaluations"] = cold["evaluations"]
         if res.get("k_neighbors"):
             row["k_neighbors"] = res["k_neighbors"]
+        if res.get("thread_counts"):
+            row["thread_counts"] = res["thread_counts"]
         picks = np.load(cfg["picks_out"])
         row.update(rescore(X, picks, args.metric, max_d=max_d))
         row["picks_file"] = cfg["picks_out"]
@@ -705,6 +738,9 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             "apricot 'features-f64' / 'precomputed-f64' (--compare apricot64): the same "
             "paths fed the same features as float64 (numpy's default dtype), so every matrix "
             "is float64; apricot's greedy runs faster on a float64 similarity.",
+            "apricot rows with blas_threads (--compare apricot64-mt): numba (apricot's "
+            "greedy) runs with `threads` threads, BLAS (its distances / our kernel's build) "
+            "with blas_threads; thread_counts records what the process saw.",
             "apricot/submodlib 'precomputed': our similarity max_d - d built with sklearn "
             "euclidean_distances (float32) and handed over; kernel_s is that build.",
         ],
@@ -742,8 +778,12 @@ def _ratios(runs: list[dict]) -> dict:
     stoT = _find(runs, impl="coreselect", optimizer="stochastic", mode="dense", threads=T)
     knn = _find(runs, impl="coreselect", optimizer="lazy", mode="knn")
     af = _find(runs, impl="apricot", optimizer="lazy", mode="features")
-    af64 = _find(runs, impl="apricot", optimizer="lazy", mode="features-f64")
-    ap64 = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed-f64")
+    af64 = _find(runs, impl="apricot", optimizer="lazy", mode="features-f64", threads=1)
+    ap64 = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed-f64", threads=1)
+    # apricot64-mt: apricot's greedy on T numba threads too
+    mt = {"impl": "apricot", "optimizer": "lazy", "threads": T}
+    af64T = _find(runs, mode="features-f64", **mt) if T > 1 else None
+    ap64T = _find(runs, mode="precomputed-f64", **mt) if T > 1 else None
     ap = _find(runs, impl="apricot", optimizer="lazy", mode="precomputed")
     sl = _find(runs, impl="submodlib", optimizer="lazy")
     ss = _find(runs, impl="submodlib", optimizer="stochastic")
@@ -769,6 +809,10 @@ def _ratios(runs: list[dict]) -> dict:
         "peak_memory_lazy_over_apricot_precomputed_f64": _ratio(lazyT, ap64, "peak_mb"),
         "greedy_vs_apricot_precomputed_f64_greedy": _ratio(ap64, lazyT, "greedy_s"),
         "greedy_vs_apricot_precomputed_f64_greedy_1thread": _ratio(ap64, lazy1, "greedy_s"),
+        "lazy_vs_apricot_features_f64_cold_bothTthreads": _ratio(af64T, lazyT, "cold_s"),
+        "lazy_vs_apricot_precomputed_f64_cold_bothTthreads": _ratio(ap64T, lazyT, "cold_s"),
+        "greedy_vs_apricot_precomputed_f64_greedy_bothTthreads": _ratio(ap64T, lazyT, "greedy_s"),
+        "stochastic_vs_apricot_features_f64_cold_bothTthreads": _ratio(af64T, stoT, "cold_s"),
         "stochastic_cost_ratio": stoT.get("cost_ratio") if stoT else None,
         "knn_cost_ratio": knn.get("cost_ratio") if knn else None,
     }
