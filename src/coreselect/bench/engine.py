@@ -581,6 +581,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             }
             for mode in ("features-f64", "precomputed-f64")
         ]
+    if "apricot64-mt" in compare and T == 1:
+        print("apricot64-mt: same as apricot64 at --threads 1; skipped", file=sys.stderr)
     if "apricot64-mt" in compare and T > 1:
         # numba's prange loops get T threads; BLAS stays at 1 (numpy's SYRK crash)
         configs += [
