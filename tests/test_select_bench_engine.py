@@ -11,6 +11,21 @@ import pytest
 from coreselect.bench.engine import load_features, pool_max_distance, register, rescore
 
 
+def _tiny_run(tmp_path, *flags: str) -> dict:
+    """``coreselect bench engine`` on 300 blob points in 4-D, k = 30, ours ``lazy``, no warm
+    calls, plus ``flags``; returns the written JSON."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(
+        ["engine", "--n", "300", "--d", "4", "--fraction", "0.1", "--data", "blobs"]
+        + ["--ours", "lazy", "--repeats", "0", "--anchor-repeats", "0", "--out", str(out)]
+        + list(flags)
+    )
+    assert args.func(args) == 0
+    return json.loads(out.read_text())
+
+
 def test_rescore_matches_brute_force():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 3)).astype(np.float32)
@@ -86,16 +101,7 @@ def test_tiny_engine_run(tmp_path):
 def test_apricot64_anchor_feeds_float64_features(tmp_path):
     # the anchor rows for apricot fed numpy's default dtype: their own rows, timed and
     # re-scored like the others, and their ratios reported apart
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="suite"))
-    out = tmp_path / "r.json"
-    args = parser.parse_args(
-        ["engine", "--n", "300", "--d", "4", "--fraction", "0.1", "--data", "blobs"]
-        + ["--ours", "lazy", "--compare", "apricot64", "--repeats", "0"]
-        + ["--anchor-repeats", "0", "--threads", "1", "--out", str(out)]
-    )
-    assert args.func(args) == 0
-    res = json.loads(out.read_text())
+    res = _tiny_run(tmp_path, "--compare", "apricot64", "--threads", "1")
     modes = [(r["impl"], r["mode"]) for r in res["runs"]]
     assert modes == [
         ("coreselect", "dense"),
@@ -112,23 +118,16 @@ def test_apricot64_anchor_feeds_float64_features(tmp_path):
     assert "lazy_vs_apricot_features_f64_cold_1thread" in res["ratios"]
     assert "greedy_vs_apricot_precomputed_f64_greedy_1thread" in res["ratios"]
     assert "peak_memory_lazy_over_apricot_precomputed_f64" in res["ratios"]
-    bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(out)])
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    bad = parser.parse_args(["engine", "--compare", "apricot32", "--out", str(tmp_path / "b")])
     assert bad.func(bad) == 2
 
 
 def test_apricot64_mt_anchor_gives_numba_the_threads_and_holds_blas_to_one(tmp_path):
     # same thread count on both sides for apricot's greedy (numba prange), BLAS at 1 thread
     # (numpy's SYRK crash): the rows record what the worker process actually saw
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="suite"))
-    out = tmp_path / "r.json"
-    args = parser.parse_args(
-        ["engine", "--n", "300", "--d", "4", "--fraction", "0.1", "--data", "blobs"]
-        + ["--ours", "lazy", "--compare", "apricot64-mt", "--repeats", "0"]
-        + ["--anchor-repeats", "0", "--threads", "2", "--out", str(out)]
-    )
-    assert args.func(args) == 0
-    res = json.loads(out.read_text())
+    res = _tiny_run(tmp_path, "--compare", "apricot64-mt", "--threads", "2")
     rows = [(r["impl"], r["mode"], r["threads"], r.get("blas_threads")) for r in res["runs"]]
     assert rows == [
         ("coreselect", "dense", 2, None),
