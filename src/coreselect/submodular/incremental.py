@@ -49,11 +49,12 @@ def incremental_greedy(
         :class:`~coreselect.submodular.optimizers.GreedyResult` in pool positions of the
         oracle; ``evaluations`` counts cost rows read (segments as fractions of a row).
     """
-    if getattr(oracle, "segment_min", None) is None:
-        raise ValueError("incremental_greedy needs a dense oracle built with segment=")
-    if oracle.device.type != "cpu":
+    if not oracle.skips_segments:
         # row i must hold c_ij bit for bit as row j does; checked for the CPU GEMM only
-        raise ValueError("incremental_greedy runs on CPU only (use lazy_greedy on CUDA)")
+        raise ValueError(
+            "incremental_greedy needs a dense oracle built with segment=, and runs on CPU "
+            "only (use lazy_greedy on CUDA)"
+        )
     if not oracle.symmetric:
         raise ValueError("incremental_greedy needs a bitwise symmetric matrix (use lazy_greedy)")
     st = _State(oracle)
@@ -104,11 +105,7 @@ class _Run:
         self.gn = self.g.numpy()  # numpy view for the per-pick bookkeeping
         self.reset_ref()
         self.rows_read = 0.0
-        # costs laid out by segment with current segment maxima: a pick reads only the
-        # segments of its row that can lower a cost
-        self.costs = oracle.segment_costs(st.dcur)
-        st.dcur = self.costs.dcur
-        st.cover = self.costs.cover
+        st.segment_costs()  # a pick reads only the segments of its row that can lower a cost
         self.segs = oracle._segs
         self.smin = oracle._smin
 

@@ -25,11 +25,10 @@ norms, less rounding), as one GEMM on Gram factors that carry the norms
 The dense ``n x n`` matrix lives in a module-level workspace that is reused across calls
 (first touch of fresh memory costs far more than filling it; a fresh buffer is touched with
 plain stores, block by block, before a GEMM writes there: :func:`claim_fresh`);
-:func:`free_workspace` releases it. It is
-plain ``torch.empty`` memory: advising it for transparent huge pages (``MADV_HUGEPAGE``)
-made the first touch of 3.6 GB slower on this project's machines (1.7-2.5 s instead of
-1.1-1.2 s by hand, with direct compaction on fault), more than the greedy gains from fewer
-TLB misses.
+:func:`free_workspace` releases it. It is plain ``torch.empty`` memory: advising it for
+transparent huge pages (``MADV_HUGEPAGE``) made the first touch of 3.6 GB slower on this
+project's machines (1.7-2.5 s instead of 1.1-1.2 s by hand, with direct compaction on
+fault), more than the greedy gains from fewer TLB misses.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from coreselect.submodular.kernels import single_thread
-from coreselect.submodular.memory import CostOracle
+from coreselect.submodular.memory import CostOracle, SegmentCosts
 
 __all__ = ["GreedyResult", "naive_greedy", "lazy_greedy", "stochastic_greedy", "OPTIMIZERS"]
 
@@ -84,6 +84,15 @@ class _State:
         self.gains.append(gain)
         self.picked[p] = True
         return self.cover(p, self.assign)
+
+    def segment_costs(self) -> SegmentCosts:
+        """Move ``dcur`` into :class:`~coreselect.submodular.memory.SegmentCosts` (an
+        oracle with ``skips_segments``) and cover through it, so a pick reads only the
+        segments of its row that can lower a cost; returns the ``SegmentCosts``."""
+        costs = self.oracle.segment_costs(self.dcur)
+        self.dcur = costs.dcur
+        self.cover = costs.cover
+        return costs
 
     def result(self) -> GreedyResult:
         dev = self.oracle.device
@@ -328,9 +337,7 @@ def stochastic_greedy(
     skipping = oracle.skips_segments
     if skipping:
         # costs laid out by segment, their maxima kept current by the segment-reading cover
-        costs = oracle.segment_costs(st.dcur)
-        st.dcur = costs.dcur
-        st.cover = costs.cover
+        costs = st.segment_costs()
     # exact ties go to the lowest id (pool positions, or the caller's ids of an ordered pool)
     ids = getattr(oracle, "ids", None)
     key = np.arange(n) if ids is None else ids.cpu().numpy()
