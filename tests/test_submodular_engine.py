@@ -256,3 +256,34 @@ def test_a_fresh_workspace_is_claimed_once_and_touching_changes_nothing():
     assert claim_fresh("cpu")
     free_workspace("cpu")
     assert not claim_fresh("cpu")
+
+
+@pytest.mark.parametrize(
+    "optimizer,mode,labelled",
+    [
+        ("lazy", "dense", False),  # incremental greedy
+        ("lazy", "dense", True),  # grouped greedy (all groups together)
+        ("lazy", "blockwise", False),  # batched lazy greedy
+        ("naive", "knn", True),  # one group at a time
+        ("stochastic", "dense", False),
+    ],
+)
+def test_progress_reports_every_pick_and_changes_nothing(optimizer, mode, labelled):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=300) if labelled else None
+    calls = []
+    kw = dict(labels=y, optimizer=optimizer, mode=mode, device="cpu")
+    cs = select(X, 40, progress=lambda *c: calls.append(c), **kw)
+    plain = select(X, 40, **kw)
+    np.testing.assert_array_equal(cs.indices, plain.indices)
+    assert calls[0] == ("kernel", 0, 40) and calls[-1] == ("greedy", 40, 40)
+    assert all(total == 40 for _, _, total in calls)
+    done = [d for _, d, _ in calls]
+    assert done == sorted(done)
+    kernels = sum(stage == "kernel" for stage, _, _ in calls)
+    grouped = cs.meta["grouped"]
+    assert grouped == (optimizer == "lazy" and mode == "dense" and labelled)
+    assert kernels == (3 if labelled and not grouped else 1)
+    if not grouped:  # one call per pick
+        assert [d for s, d, _ in calls if s == "greedy"] == list(range(1, 41))

@@ -96,6 +96,7 @@ def test_select_cli(tmp_path, capsys):
             "0.1",
             "--labels",
             str(tmp_path / "y.npy"),
+            "--quiet",
             "--out",
             str(out),
         ]

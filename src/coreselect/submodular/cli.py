@@ -47,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--group-budget", default="proportional", choices=["proportional", "equal"])
     p.add_argument("--raw-weights", action="store_true", help="cluster sizes, not mean-1")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", type=Path, required=True, help="output coreset .npz")
     p.set_defaults(func=run_select)
     return p
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run_select(args: argparse.Namespace) -> int:
     """Run ``coreselect select``; prints count, objective and seconds. Returns exit code."""
+    from coreselect.progress import ProgressBar
     from coreselect.submodular.select import select
 
     try:
@@ -62,21 +64,29 @@ def run_select(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"coreselect select: cannot read input: {exc}", file=sys.stderr)
         return 2
+    stages = {"kernel": "building the kernel", "greedy": "greedy"}
+    bar = ProgressBar(1, "select", disable=args.quiet or not sys.stderr.isatty(), stderr=True)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.update(done, stages[stage], total)
+
     t0 = time.perf_counter()
     try:
-        cs = select(
-            X,
-            args.budget,
-            labels=labels,
-            metric=args.metric,
-            optimizer=args.optimizer,
-            normalize=not args.raw_weights,
-            device=args.device,
-            seed=args.seed,
-            epsilon=args.epsilon,
-            mode=args.mode,
-            group_budget=args.group_budget,
-        )
+        with bar:
+            cs = select(
+                X,
+                args.budget,
+                labels=labels,
+                metric=args.metric,
+                optimizer=args.optimizer,
+                normalize=not args.raw_weights,
+                device=args.device,
+                seed=args.seed,
+                epsilon=args.epsilon,
+                mode=args.mode,
+                group_budget=args.group_budget,
+                progress=None if bar.disable else progress,
+            )
     except ValueError as exc:
         print(f"coreselect select: {exc}", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ from coreselect.submodular.kernels import (
     single_thread,
     workspace,
 )
-from coreselect.submodular.optimizers import GreedyResult
+from coreselect.submodular.optimizers import GreedyResult, OnPick
 
 __all__ = [
     "ENABLED",
@@ -197,6 +197,7 @@ def grouped_lazy_greedy(
     batch: int = 16,
     max_batch: int = 256,
     stats: dict | None = None,
+    on_pick: OnPick | None = None,
 ) -> list[GreedyResult]:
     """Exact lazy greedy on all pools of ``data`` at once.
 
@@ -207,6 +208,8 @@ def grouped_lazy_greedy(
         max_batch: cap on the adaptive batch size.
         stats: optional dict, filled with ``rounds``, ``ties`` (exact tie resolutions)
             and ``evaluations``.
+        on_pick: optional callback, called after every round that accepted picks with
+            the number of picks so far over all groups.
 
     Returns:
         ``G`` :class:`~coreselect.submodular.optimizers.GreedyResult`, one per pool, equal
@@ -223,7 +226,9 @@ def grouped_lazy_greedy(
     workers = cpu_workers(data.device)
     ctx = single_thread() if data.device.type == "cpu" else contextlib.nullcontext()
     with ctx:
-        return _run(data, budgets, max(1, int(batch)), max(1, int(max_batch)), workers, stats)
+        return _run(
+            data, budgets, max(1, int(batch)), max(1, int(max_batch)), workers, stats, on_pick
+        )
 
 
 class _BlockGains:
@@ -297,6 +302,7 @@ def _run(
     max_batch: int,
     workers: int,
     stats: dict | None,
+    on_pick: OnPick | None,
 ) -> list[GreedyResult]:
     """The round loop of :func:`grouped_lazy_greedy` (see the module docstring)."""
     st = _Greedy(data, budgets, workers)
@@ -362,6 +368,8 @@ def _run(
             accept += st.resolve(near)
         if accept:
             st.accept(accept)
+            if on_pick is not None:
+                on_pick(sum(st.counts))
         active = [gr for gr in active if st.counts[gr] < budgets[gr]]
 
     if stats is not None:

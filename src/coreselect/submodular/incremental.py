@@ -28,14 +28,19 @@ import torch
 
 from coreselect.submodular.kernels import run_blocks
 from coreselect.submodular.memory import DenseOracle
-from coreselect.submodular.optimizers import _NEG, GreedyResult, _one_thread, _State
+from coreselect.submodular.optimizers import _NEG, GreedyResult, OnPick, _one_thread, _State
 
 __all__ = ["incremental_greedy"]
 
 
 @_one_thread
 def incremental_greedy(
-    oracle: DenseOracle, k: int, *, rel_tol: float = 1e-6, **_: object
+    oracle: DenseOracle,
+    k: int,
+    *,
+    rel_tol: float = 1e-6,
+    on_pick: OnPick | None = None,
+    **_: object,
 ) -> GreedyResult:
     """Exact greedy by incremental gain updates.
 
@@ -44,6 +49,7 @@ def incremental_greedy(
             ``segment`` (``n`` points); ``oracle.ids`` (optional) breaks exact ties.
         k: number of picks, ``1 <= k <= n``.
         rel_tol: relative rounding band of maintained gains (see the module docstring).
+        on_pick: optional callback, called after every pick with the number of picks.
 
     Returns:
         :class:`~coreselect.submodular.optimizers.GreedyResult` in pool positions of the
@@ -57,7 +63,7 @@ def incremental_greedy(
         )
     if not oracle.symmetric:
         raise ValueError("incremental_greedy needs a bitwise symmetric matrix (use lazy_greedy)")
-    st = _State(oracle)
+    st = _State(oracle, on_pick)
     n = oracle.n
     run = _Run(oracle, st, rel_tol)
     while True:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,12 @@ class GreedyResult:
     evaluations: int
 
 
+#: called after every pick with the number of picks so far (progress reporting)
+OnPick = Callable[[int], None]
+
+
 class _State:
-    def __init__(self, oracle: CostOracle) -> None:
+    def __init__(self, oracle: CostOracle, on_pick: OnPick | None = None) -> None:
         n = oracle.n
         dev = oracle.device
         self.oracle = oracle
@@ -74,6 +79,7 @@ class _State:
         self.gains: list[float] = []
         self.evaluations = 0
         self.batched = 0  # picks accepted from an already evaluated block
+        self.on_pick = on_pick
         #: ``(p, assign) -> (ix, old, new)`` lowering ``dcur``: the oracle's by default
         self.cover = lambda p, assign: oracle.cover(p, self.dcur, assign)
 
@@ -83,7 +89,10 @@ class _State:
         self.picks.append(p)
         self.gains.append(gain)
         self.picked[p] = True
-        return self.cover(p, self.assign)
+        changed = self.cover(p, self.assign)
+        if self.on_pick is not None:
+            self.on_pick(len(self.picks))
+        return changed
 
     def segment_costs(self) -> SegmentCosts:
         """Move ``dcur`` into :class:`~coreselect.submodular.memory.SegmentCosts` (an
@@ -139,17 +148,20 @@ def _best(
 
 
 @_one_thread
-def naive_greedy(oracle: CostOracle, k: int, **_: object) -> GreedyResult:
+def naive_greedy(
+    oracle: CostOracle, k: int, *, on_pick: OnPick | None = None, **_: object
+) -> GreedyResult:
     """Naive greedy: recompute all gains every step.
 
     Args:
         oracle: cost oracle of one pool (``n`` points).
         k: number of picks, ``1 <= k <= n``.
+        on_pick: optional callback, called after every pick with the number of picks.
 
     Returns:
         :class:`GreedyResult`.
     """
-    st = _State(oracle)
+    st = _State(oracle, on_pick)
     n = oracle.n
     ar = torch.arange(n, device=oracle.device)
     g = oracle.g0.clone()
@@ -166,7 +178,13 @@ def naive_greedy(oracle: CostOracle, k: int, **_: object) -> GreedyResult:
 
 @_one_thread
 def lazy_greedy(
-    oracle: CostOracle, k: int, *, batch: int = 16, max_batch: int = 4096, **_: object
+    oracle: CostOracle,
+    k: int,
+    *,
+    batch: int = 16,
+    max_batch: int = 4096,
+    on_pick: OnPick | None = None,
+    **_: object,
 ) -> GreedyResult:
     """Exact lazy greedy with batched re-evaluation of stale bounds.
 
@@ -178,6 +196,7 @@ def lazy_greedy(
         k: number of picks, ``1 <= k <= n``.
         batch: initial number of stale bounds evaluated per round.
         max_batch: cap on the adaptive batch size.
+        on_pick: optional callback, called after every pick with the number of picks.
 
     Returns:
         :class:`GreedyResult` identical (picks and order) to :func:`naive_greedy` up to
@@ -186,8 +205,8 @@ def lazy_greedy(
     if oracle.skips_segments and oracle.symmetric:
         from coreselect.submodular.incremental import incremental_greedy
 
-        return incremental_greedy.__wrapped__(oracle, k)
-    st = _State(oracle)
+        return incremental_greedy.__wrapped__(oracle, k, on_pick=on_pick)
+    st = _State(oracle, on_pick)
     n = oracle.n
     dev = oracle.device
     ub = oracle.g0.clone()  # exact for the empty set
@@ -307,6 +326,7 @@ def stochastic_greedy(
     epsilon: float = 0.01,
     seed: int = 0,
     chunk: int = 8,
+    on_pick: OnPick | None = None,
     **_: object,
 ) -> GreedyResult:
     """Stochastic ("lazier than lazy") greedy.
@@ -317,13 +337,14 @@ def stochastic_greedy(
         epsilon: sample size ``ceil((n / k) * log(1 / epsilon))`` per step, ``0 < eps < 1``.
         seed: seed of the torch generator that draws the samples.
         chunk: candidates evaluated together inside a sample.
+        on_pick: optional callback, called after every pick with the number of picks.
 
     Returns:
         :class:`GreedyResult` (picks in order; gains not necessarily non-increasing).
     """
     if not 0.0 < epsilon < 1.0:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
-    st = _State(oracle)
+    st = _State(oracle, on_pick)
     n = oracle.n
     dev = oracle.device
     gen = torch.Generator(device=dev)

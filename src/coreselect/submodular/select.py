@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -96,6 +97,7 @@ def select(
     group_budget: str = "proportional",
     k_neighbors: int | None = None,
     batch: int = 16,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Coreset:
     """Select a weighted coreset by greedy facility-location maximization.
 
@@ -124,6 +126,10 @@ def select(
         group_budget: ``proportional`` (sums exactly to the budget) or ``equal``.
         k_neighbors: neighbours per point in ``knn`` mode (default ``max(32, 4 n / k)``).
         batch: initial lazy-evaluation batch.
+        progress: optional callback ``progress(stage, done, total)``: ``stage`` is
+            ``"kernel"`` when a pool's kernel is about to be built and ``"greedy"`` after
+            picks (every pick, or every round of the grouped greedy); ``done`` counts
+            the picks so far over all groups and ``total`` is the budget ``k``.
 
     Returns:
         :class:`~coreselect.coreset.Coreset` with ``indices`` ``(k,)`` int64 ordered by
@@ -190,15 +196,23 @@ def select(
     # labelled dense lazy selections run all groups together (same results)
     done: dict[int, tuple[GreedyResult, float]] = {}
     rounds = None
+    before = 0  # picks of the groups already selected (progress)
+
+    def report(stage: str, done: int = 0) -> None:
+        if progress is not None:
+            progress(stage, before + done, k)
+
+    on_pick = (lambda done: report("greedy", done)) if progress is not None else None
     if grouped:
         _sync(dev)
         t0 = time.perf_counter()
+        report("kernel")
         data = _grouped.build_grouped_dense(Xd, [members[g] for g in live], metric)
         _sync(dev)
         t1 = time.perf_counter()
         gstats: dict = {}
         res_all = _grouped.grouped_lazy_greedy(
-            data, [budgets[g] for g in live], batch=batch, stats=gstats
+            data, [budgets[g] for g in live], batch=batch, stats=gstats, on_pick=on_pick
         )
         _sync(dev)
         kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
@@ -217,6 +231,7 @@ def select(
             res, c0 = done[g]
             t1 = t2 = t0
         else:
+            report("kernel")
             Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
             K = None
             if used_mode == "knn":
@@ -239,7 +254,8 @@ def select(
             kwargs = {"batch": batch} if optimizer == "lazy" else {}
             if optimizer == "stochastic":
                 kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
-            res = OPTIMIZERS[optimizer](oracle, kg, **kwargs)
+            res = OPTIMIZERS[optimizer](oracle, kg, on_pick=on_pick, **kwargs)
+            before += kg
             if perm is not None:
                 res = unpermute(res, perm)
             del oracle

@@ -21,6 +21,7 @@ from torch import nn
 
 from coreselect.data import Splits
 from coreselect.methods.base import EpochStrategy, StepStrategy, Strategy, TrainPlan
+from coreselect.progress import ProgressBar
 from coreselect.train.clock import PhaseTimer
 from coreselect.train.context import TrainContext, _autocast, eval_batch_size
 from coreselect.train.record import RunRecord, environment
@@ -209,7 +210,9 @@ class Trainer:
         with timer.phase("select"):
             strategy.setup(ctx)
         plan: TrainPlan | None = None
-        progress = _Progress(self.total_steps, disable=self.quiet or not sys.stdout.isatty())
+        progress = ProgressBar(
+            self.total_steps, "training", disable=self.quiet or not sys.stdout.isatty()
+        )
         step = 0
         with progress:
             for epoch in range(self.num_epochs):
@@ -406,44 +409,3 @@ def _peak_mem_mb(device: torch.device) -> float:
 
 def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-class _Progress:
-    """A rich progress bar over optimizer steps, or nothing when disabled."""
-
-    def __init__(self, total: int, disable: bool):
-        self.disable = disable
-        if not disable:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self._task = self._bar.add_task("training", total=total)
-
-    def __enter__(self):
-        if not self.disable:
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if not self.disable:
-            self._bar.__exit__(*exc)
-
-    def advance(self) -> None:
-        if not self.disable:
-            self._bar.advance(self._task)
-
-    def describe(self, text: str) -> None:
-        if not self.disable:
-            self._bar.update(self._task, description=text)
