@@ -109,7 +109,10 @@ def select(
             by ``group_budget`` and the picks are merged by gain. In dense mode the
             ``lazy`` optimizer runs all groups together
             (:mod:`~coreselect.submodular.grouped`) when the padded ``(G, m, m)`` matrices
-            fit ``max_memory``; the result is the same as one group at a time.
+            fit ``max_memory``; the result is the exact greedy of each group, as one group
+            at a time, except where two gains tie within float32 rounding (the two paths
+            sum in different orders: on Fashion-MNIST, 30,000 points in 10 classes,
+            k = 3,000, one pick of 3,000 differed, at a relative gain gap of 8e-8).
         metric: ``euclidean`` (``s = max_d - d``), ``rbf`` (``exp(-d/D)``), ``cosine``
             (``max(cos, 0)``).
         optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``.
