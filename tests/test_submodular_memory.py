@@ -104,6 +104,7 @@ def test_select_cli(tmp_path, capsys):
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "selected 12 of 120" in text and "objective" in text and "seconds" in text
+    assert "kernel" in text and "greedy" in text
     cs = Coreset.load(out)
     assert len(cs) == 12 and cs.weights.mean() == pytest.approx(1.0, rel=1e-5)
     args = parser.parse_args(

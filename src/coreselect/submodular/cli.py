@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run_select(args: argparse.Namespace) -> int:
-    """Run ``coreselect select``; prints count, objective and seconds. Returns exit code."""
+    """Run ``coreselect select``; prints count, objective, seconds (with the kernel and
+    greedy phases) and mode. Returns the exit code."""
     from coreselect.progress import ProgressBar
     from coreselect.submodular.select import select
 
@@ -94,6 +95,7 @@ def run_select(args: argparse.Namespace) -> int:
     path = cs.save(args.out)
     print(
         f"selected {len(cs)} of {X.shape[0]}  objective {cs.objective:.6g}  "
-        f"seconds {seconds:.3f}  mode {cs.meta['mode']}  -> {path}"
+        f"seconds {seconds:.3f} (kernel {cs.meta['kernel_s']:.3f}, greedy "
+        f"{cs.meta['greedy_s']:.3f})  mode {cs.meta['mode']}  -> {path}"
     )
     return 0
