@@ -6,14 +6,14 @@ Usage: python benchmarks/engine/packed_layout.py [--rounds 3] [--threads 1,2]
 The dense mode stores all ``n x n`` costs although the matrix is symmetric. This prototype
 (not engine code) builds the same Euclidean costs of the engine bench's Fashion-MNIST pool
 (n = 30,000, d = 64) into fresh memory, one process per build so that every build pays its
-first touch, in three layouts:
+first touch, in two layouts (the pool in the engine's cell order, as ``select`` lays it out):
 
 * ``full``: row-major ``n x n`` (today's layout), 128-row blocks: touch, one GEMM, norms,
   clamp, sqrt;
 * ``tiles``: a grid of 128 x 128 tiles, each contiguous, of which only the tiles
-  ``(I, J)``, ``I <= J`` are written (stripe by stripe, one batched GEMM per stripe): the
-  pages of the others are never touched, so never backed — half the memory, half the
-  first touch, GEMM and elementwise work;
+  ``(I, J)``, ``I <= J`` are written (stripe by stripe, one batched GEMM per stripe, with
+  every tile's row and column minima): the pages of the others are never touched, so never
+  backed — half the memory, half the first touch, GEMM and elementwise work;
 
 and times, in the ``tiles`` layout, what the greedy's per-pick reads would cost: a whole
 cost row of a point ``p`` is then the row ``p`` of its own stripe's tiles plus the column
@@ -21,7 +21,10 @@ cost row of a point ``p`` is then the row ``p`` of its own stripe's tiles plus t
 copy in the ``full`` layout; and the one pass that would collect, after the exact greedy's
 first 10 picks, the entries that can still matter (``c_ij < dcur_i``: ~2.7 % of them), the
 switch to a sparse representation that the greedy's later picks would need in the ``tiles``
-layout, where a single row costs a strided gather.
+layout, where a single row costs a strided gather: with torch's compare, ``nonzero`` and
+masked gather in both layouts, and in ``tiles`` also as a compiled count-then-fill loop
+(numba, the ``bench`` extra) that reads only the tile rows and columns whose minimum is
+below their point's cost.
 
 The processes alternate (full, tiles, full, tiles, ...) per thread count, as the engine A/B
 does, because this VM's speed drifts by tens of percent between runs.
@@ -66,6 +69,8 @@ else:
     Xp = torch.zeros(nt * T, X.shape[1]); Xp[:n] = X
     sqp = torch.zeros(nt * T); sqp[:n] = sq
     buf = torch.empty(nt * nt * T * T)
+    rmin = torch.full((nt, nt, T), float("inf"))
+    cmin = torch.full((nt, nt, T), float("inf"))
     for i in range(nt):
         # stripe i: tiles (i, i..nt-1), contiguous in the grid
         tiles = buf[(i * nt + i) * T * T:(i + 1) * nt * T * T].view(nt - i, T, T)
@@ -76,6 +81,9 @@ else:
         tiles.mul_(-2.0).add_(sqp[i * T:(i + 1) * T].view(1, T, 1))
         tiles.add_(sqp[i * T:].view(nt - i, 1, T)).clamp_(min=0.0).sqrt_()
         tiles[-1, :, n - (nt - 1) * T:] = float("inf")  # padding candidates never count
+        # row and column minima of every tile, as the engine keeps its segment minima
+        torch.amin(tiles, dim=2, out=rmin[i, i:])
+        torch.amin(tiles, dim=1, out=cmin[i, i:])
 build_s = time.perf_counter() - t0
 rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 # per-pick row reads: 3,000 random points, whole rows into a contiguous buffer
@@ -130,18 +138,95 @@ else:
         nz, vals = m.nonzero(), tiles[1:][m]
         entries += int(vals.numel())
 extract_s = time.perf_counter() - t0
+compiled = {}
+if layout == "tiles":
+    # the same collection as one compiled loop (numba, bench extra): count, then fill
+    import numba
+    numba.set_num_threads(threads)
+
+    @numba.njit(parallel=True)
+    def count(tiles, dp, rmin, cmin, nt, T, out):  # out[i]: entries found in stripe i
+        for i in numba.prange(nt):
+            k = 0
+            base = (i * nt + i) * T * T
+            for J in range(i, nt):
+                t0 = base + (J - i) * T * T
+                for a in range(T):  # points of stripe i: the rows that can hold an entry
+                    da = dp[i * T + a]
+                    if rmin[i, J, a] < da:
+                        for b in range(T):
+                            k += tiles[t0 + a * T + b] < da
+                if J > i:
+                    for b in range(T):  # points of stripe J: the columns that can
+                        db = dp[J * T + b]
+                        if cmin[i, J, b] < db:
+                            for a in range(T):
+                                k += tiles[t0 + a * T + b] < db
+            out[i, 0] = k
+
+    @numba.njit(parallel=True)
+    def fill(tiles, dp, rmin, cmin, nt, T, start, pt, cand, cost):
+        for i in numba.prange(nt):
+            k = start[i]
+            base = (i * nt + i) * T * T
+            for J in range(i, nt):
+                t0 = base + (J - i) * T * T
+                for a in range(T):
+                    da = dp[i * T + a]
+                    if rmin[i, J, a] < da:
+                        for b in range(T):
+                            c = tiles[t0 + a * T + b]
+                            if c < da:
+                                pt[k], cand[k], cost[k] = i * T + a, J * T + b, c
+                                k += 1
+                if J > i:
+                    for b in range(T):
+                        db = dp[J * T + b]
+                        if cmin[i, J, b] < db:
+                            for a in range(T):
+                                c = tiles[t0 + a * T + b]
+                                if c < db:
+                                    pt[k], cand[k], cost[k] = J * T + b, i * T + a, c
+                                    k += 1
+
+    flat, dpn, rm, cm = buf.numpy(), dp.numpy(), rmin.numpy(), cmin.numpy()
+    cnt = np.zeros((nt, 1), dtype=np.int64)
+    t0 = time.perf_counter()
+    count(flat, dpn, rm, cm, 1, T, cnt[:1])  # compile both on a single stripe's worth
+    pt0 = np.empty(int(cnt[0].sum()), np.int32)
+    z = np.zeros(1, np.int64)
+    fill(flat, dpn, rm, cm, 1, T, z, pt0, pt0.copy(), np.empty(pt0.size, np.float32))
+    compiled["compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    count(flat, dpn, rm, cm, nt, T, cnt)
+    per = cnt[:, 0]
+    start = np.concatenate([[0], np.cumsum(per)[:-1]])
+    total = int(per.sum())
+    pt, cand = np.empty(total, np.int32), np.empty(total, np.int32)
+    cost = np.empty(total, np.float32)
+    fill(flat, dpn, rm, cm, nt, T, start, pt, cand, cost)
+    compiled["extract10_compiled_s"] = time.perf_counter() - t0
+    compiled["entries10_compiled"] = total
+    dpt = dpn.reshape(nt, 1, T)
+    live = (rm < dpt.transpose(0, 1, 2)).sum() + (cm < dpn.reshape(1, nt, T)).sum()
+    compiled["live_rows_cols10"] = float(live / (2 * nt * nt * T))
 print(json.dumps({"layout": layout, "threads": threads, "build_s": build_s,
                   "peak_gib": rss_gib, "row_read_us": read_us, "row_check_rel": check,
-                  "extract10_s": extract_s, "entries10": entries}))
+                  "extract10_s": extract_s, "entries10": entries, **compiled}))
 """
 
 
 COSTS_AFTER = r"""
 import sys, numpy as np, torch
 from coreselect import select
+from coreselect.submodular.cells import SEGMENT, cell_order
 X = torch.from_numpy(np.load(sys.argv[1]))
 idx = torch.from_numpy(select(X.numpy(), int(sys.argv[3])).indices)
-np.save(sys.argv[2], torch.cdist(X, X[idx]).amin(dim=1).numpy())
+dcur = torch.cdist(X, X[idx]).amin(dim=1)
+# the pool in the engine's cell order (nearby points in the same tiles), as select lays it out
+perm = cell_order(X, SEGMENT, metric="euclidean")
+np.save(sys.argv[1], X[perm].numpy())
+np.save(sys.argv[2], dcur[perm].numpy())
 """
 
 
@@ -161,8 +246,9 @@ def main() -> int:
         path, dpath = Path(tmp) / "X.npy", Path(tmp) / "dcur10.npy"
         X = load_features("fmnist", 30000, 64, seed=0)
         np.save(path, X)
-        # distance of every point to the nearest of the exact greedy's first 10 picks, in a
-        # process of its own (a child inherits its parent's peak-memory mark)
+        # distance of every point to the nearest of the exact greedy's first 10 picks, and
+        # the pool put in the engine's cell order, in a process of its own (a child
+        # inherits its parent's peak-memory mark)
         subprocess.run(
             [sys.executable, "-c", COSTS_AFTER, str(path), str(dpath), "10"],
             check=True,
@@ -183,9 +269,9 @@ def main() -> int:
     for threads in sorted({r["threads"] for r in runs}):
         for layout in ("full", "tiles"):
             rs = [r for r in runs if r["threads"] == threads and r["layout"] == layout]
+            keys = [k for k in rs[0] if k not in ("round", "layout", "threads", "row_check_rel")]
             summary[f"{layout}_{threads}t"] = {
-                key: statistics.median(r[key] for r in rs)
-                for key in ("build_s", "peak_gib", "row_read_us", "extract10_s", "entries10")
+                key: statistics.median(r[key] for r in rs) for key in keys
             }
         full, tiles = summary[f"full_{threads}t"], summary[f"tiles_{threads}t"]
         summary[f"ratio_{threads}t"] = {
