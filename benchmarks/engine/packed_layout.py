@@ -144,67 +144,51 @@ if layout == "tiles":
     import numba
     numba.set_num_threads(threads)
 
-    @numba.njit(parallel=True)
-    def count(tiles, dp, rmin, cmin, nt, T, out):  # out[i]: entries found in stripe i
-        for i in numba.prange(nt):
-            k = 0
-            base = (i * nt + i) * T * T
-            for J in range(i, nt):
-                t0 = base + (J - i) * T * T
-                for a in range(T):  # points of stripe i: the rows that can hold an entry
-                    da = dp[i * T + a]
-                    if rmin[i, J, a] < da:
-                        for b in range(T):
-                            k += tiles[t0 + a * T + b] < da
-                if J > i:
-                    for b in range(T):  # points of stripe J: the columns that can
-                        db = dp[J * T + b]
-                        if cmin[i, J, b] < db:
-                            for a in range(T):
-                                k += tiles[t0 + a * T + b] < db
-            out[i, 0] = k
+    @numba.njit
+    def scan(tiles, base, step, T, thr, point, cand0, k, pt, cand, cost, write):
+        # one tile row (step 1) or column (step T): the entries below the point's cost
+        for q in range(T):
+            c = tiles[base + q * step]
+            if c < thr:
+                if write:
+                    pt[k], cand[k], cost[k] = point, cand0 + q, c
+                k += 1
+        return k
 
     @numba.njit(parallel=True)
-    def fill(tiles, dp, rmin, cmin, nt, T, start, pt, cand, cost):
+    def collect(tiles, dp, rmin, cmin, nt, T, start, pt, cand, cost, write):
+        # count (write=False: start[i] receives stripe i's count) or fill from start[i]
         for i in numba.prange(nt):
-            k = start[i]
+            k = start[i] if write else 0
             base = (i * nt + i) * T * T
             for J in range(i, nt):
                 t0 = base + (J - i) * T * T
-                for a in range(T):
-                    da = dp[i * T + a]
-                    if rmin[i, J, a] < da:
-                        for b in range(T):
-                            c = tiles[t0 + a * T + b]
-                            if c < da:
-                                pt[k], cand[k], cost[k] = i * T + a, J * T + b, c
-                                k += 1
-                if J > i:
-                    for b in range(T):
-                        db = dp[J * T + b]
-                        if cmin[i, J, b] < db:
-                            for a in range(T):
-                                c = tiles[t0 + a * T + b]
-                                if c < db:
-                                    pt[k], cand[k], cost[k] = J * T + b, i * T + a, c
-                                    k += 1
+                for a in range(T):  # points of stripe i: the tile rows that can hold one
+                    if rmin[i, J, a] < dp[i * T + a]:
+                        k = scan(tiles, t0 + a * T, 1, T, dp[i * T + a], i * T + a, J * T,
+                                 k, pt, cand, cost, write)
+                for b in range(T if J > i else 0):  # points of stripe J: the tile columns
+                    if cmin[i, J, b] < dp[J * T + b]:
+                        k = scan(tiles, t0 + b, T, T, dp[J * T + b], J * T + b, i * T,
+                                 k, pt, cand, cost, write)
+            if not write:
+                start[i] = k
 
     flat, dpn, rm, cm = buf.numpy(), dp.numpy(), rmin.numpy(), cmin.numpy()
-    cnt = np.zeros((nt, 1), dtype=np.int64)
+    none_i, none_f = np.empty(0, np.int32), np.empty(0, np.float32)
+    per = np.zeros(nt, dtype=np.int64)
     t0 = time.perf_counter()
-    count(flat, dpn, rm, cm, 1, T, cnt[:1])  # compile both on a single stripe's worth
-    pt0 = np.empty(int(cnt[0].sum()), np.int32)
-    z = np.zeros(1, np.int64)
-    fill(flat, dpn, rm, cm, 1, T, z, pt0, pt0.copy(), np.empty(pt0.size, np.float32))
+    collect(flat, dpn, rm, cm, 1, T, per[:1], none_i, none_i, none_f, False)  # compile
+    collect(flat, dpn, rm, cm, 1, T, np.zeros(1, np.int64), np.empty(per[0], np.int32),
+            np.empty(per[0], np.int32), np.empty(per[0], np.float32), True)
     compiled["compile_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    count(flat, dpn, rm, cm, nt, T, cnt)
-    per = cnt[:, 0]
+    collect(flat, dpn, rm, cm, nt, T, per, none_i, none_i, none_f, False)
     start = np.concatenate([[0], np.cumsum(per)[:-1]])
     total = int(per.sum())
     pt, cand = np.empty(total, np.int32), np.empty(total, np.int32)
     cost = np.empty(total, np.float32)
-    fill(flat, dpn, rm, cm, nt, T, start, pt, cand, cost)
+    collect(flat, dpn, rm, cm, nt, T, start, pt, cand, cost, True)
     compiled["extract10_compiled_s"] = time.perf_counter() - t0
     compiled["entries10_compiled"] = total
     dpt = dpn.reshape(nt, 1, T)
