@@ -1,0 +1,187 @@
+"""Study 3: the packed design end to end (``packed_kernels.packed_select``) against ``select``.
+
+Usage: python benchmarks/engine/packed_greedy.py [--threads 1,2] [--rounds 3] [--m0 5]
+    [--no-apricot] [--out benchmarks/results/engine-packed-greedy.json]
+
+Studies 1 and 2 (``fused_rows.py``, ``packed_layout.py``) measured parts of a dense mode
+that stores the symmetric cost matrix once and runs its later picks on the few entries
+that can still matter, and estimated the whole at 5.5-6.2 s at 1 thread. This runs the
+whole: on the engine bench's Fashion-MNIST pool (n = 30,000, d = 64, k = 3,000), fresh
+processes alternate between ``select(X, 3000)`` (``lazy``, today's engine) and
+:func:`packed_kernels.packed_select`, each timing one cold call (fresh memory), with its
+peak resident memory (VmHWM). numba's on-disk cache is cleared, then filled by one
+untimed process (its whole time, compilation included, is ``compile_s``), so the timed
+processes load compiled code.
+
+Every round also runs the anchor of the issue's headline, apricot's lazy greedy on float64
+features at 1 thread (the bench's ``features-f64`` worker, cold), so that the ratios are
+measured in the same run.
+
+Both return exact greedy picks; the study reports whether they are the same, pick for pick,
+and re-scores both sets with the bench's float64 ``rescore``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+K = 3000
+
+
+def _child(kind: str, path: str, threads: int, picks_out: str, m0: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    X = np.load(path)
+    if kind == "engine":
+        from coreselect.submodular.select import select
+
+        t = time.perf_counter()
+        cs = select(X, K, optimizer="lazy", seed=0)
+        total = time.perf_counter() - t
+        picks = np.asarray(cs.indices)
+        phases = {"kernel": cs.meta["kernel_s"], "greedy": cs.meta["greedy_s"]}
+    else:
+        import numba
+
+        numba.set_num_threads(threads)
+        sys.path.insert(0, str(Path(__file__).parent))
+        from packed_kernels import packed_select
+
+        t = time.perf_counter()
+        r = packed_select(X, K, m0=m0)
+        total = time.perf_counter() - t
+        picks = r["picks"]
+        phases = {key: r[key] for key in ("prep", "build", "early", "extract", "late")}
+        phases.update(entries=r["entries"], entries_read=r["entries_read"])
+    np.save(picks_out, picks)
+    from coreselect.bench.engine import _peak_mb
+
+    print(json.dumps({"total_s": total, "peak_mb": _peak_mb(), **phases}))
+
+
+def _run(kind: str, path: Path, threads: int, picks_out: Path, m0: int) -> dict:
+    """One fresh process: its timings, phases and peak memory (its picks go to a file)."""
+    cmd = [sys.executable, __file__, "--child", kind, str(path), str(threads), str(picks_out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        cmd + ["--m0", str(m0)], check=True, capture_output=True, text=True, env=env
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--m0", type=int, default=5, help="picks made by full passes")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-packed-greedy.json"))
+    ap.add_argument("--no-apricot", action="store_true", help="skip the apricot anchor")
+    ap.add_argument("--child", nargs=4, metavar=("KIND", "X", "THREADS", "PICKS"))
+    args = ap.parse_args()
+    if args.child:
+        kind, path, threads, picks_out = args.child
+        _child(kind, path, int(threads), picks_out, args.m0)
+        return 0
+    sys.path.insert(0, str(ROOT / "src"))
+    import numpy as np
+
+    from coreselect.bench.engine import _machine, _run_config, load_features, rescore
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "X.npy"
+        X = load_features("fmnist", 30000, 64, seed=0)
+        np.save(path, X)
+        shutil.rmtree(Path(__file__).parent / "__pycache__", ignore_errors=True)
+        t = time.perf_counter()
+        _run("packed", path, 1, Path(tmp) / "warm.npy", args.m0)  # compiles, fills the cache
+        compile_s = time.perf_counter() - t
+        picks: dict = {}
+        for threads in [int(x) for x in args.threads.split(",")]:
+            for r in range(args.rounds):
+                if not args.no_apricot and threads == int(args.threads.split(",")[0]):
+                    out = Path(tmp) / f"apricot-{r}.npy"
+                    cfg = {"features": str(path), "k": K, "metric": "euclidean", "epsilon": None}
+                    cfg |= {"impl": "apricot", "optimizer": "lazy", "mode": "features-f64"}
+                    cfg |= {"threads": 1, "repeats": 0, "picks_out": str(out)}
+                    res = _run_config(cfg, timeout=900)
+                    run = {"kind": "apricot", "threads": 1, "round": r}
+                    run |= {"total_s": res["calls"][0]["total"], "peak_mb": res["peak_mb"]}
+                    run |= {"kernel": res["calls"][0]["kernel"]}
+                    run |= {"greedy": res["calls"][0]["greedy"]}
+                    picks[("apricot", 1, r)] = np.load(out)
+                    runs.append(run)
+                    print(json.dumps(run), flush=True)
+                for kind in ("engine", "packed"):
+                    out = Path(tmp) / f"{kind}-{threads}-{r}.npy"
+                    run = {"kind": kind, "threads": threads, "round": r}
+                    run |= _run(kind, path, threads, out, args.m0)
+                    picks[(kind, threads, r)] = np.load(out)
+                    runs.append(run)
+                    print(json.dumps(run), flush=True)
+        t0 = int(args.threads.split(",")[0])
+        ref = picks[("engine", t0, 0)]
+        same = {f"{k}-{t}t-{r}": bool(np.array_equal(p, ref)) for (k, t, r), p in picks.items()}
+        first = {}
+        for (k, t, r), p in picks.items():
+            diff = np.flatnonzero(p != ref)
+            first[f"{k}-{t}t-{r}"] = int(diff[0]) if diff.size else None
+        kinds = ("engine", "packed") + (() if args.no_apricot else ("apricot",))
+        scores = {
+            kind: rescore(X, picks[(kind, t0 if kind != "apricot" else 1, 0)]) for kind in kinds
+        }
+    summary = {}
+    for threads in sorted({r["threads"] for r in runs}):
+        for kind in ("engine", "packed"):
+            rs = [r for r in runs if r["threads"] == threads and r["kind"] == kind]
+            keys = [key for key in rs[0] if key not in ("kind", "threads", "round")]
+            summary[f"{kind}_{threads}t"] = {
+                key: statistics.median(r[key] for r in rs) for key in keys
+            }
+        e, p = summary[f"engine_{threads}t"], summary[f"packed_{threads}t"]
+        summary[f"ratio_{threads}t"] = {
+            "engine_over_packed_total": e["total_s"] / p["total_s"],
+            "packed_over_engine_peak": p["peak_mb"] / e["peak_mb"],
+        }
+        if not args.no_apricot:
+            rs = [r for r in runs if r["kind"] == "apricot"]
+            a = {key: statistics.median(r[key] for r in rs) for key in ("total_s", "peak_mb")}
+            summary["apricot_features_f64_1t"] = a
+            summary[f"ratio_{threads}t"] |= {
+                "apricot_over_packed_total": a["total_s"] / p["total_s"],
+                "apricot_over_engine_total": a["total_s"] / e["total_s"],
+                "packed_over_apricot_peak": p["peak_mb"] / a["peak_mb"],
+            }
+    result = {
+        "command": "python benchmarks/engine/packed_greedy.py " + " ".join(sys.argv[1:]),
+        "machine": _machine(),
+        "n": 30000,
+        "d": 64,
+        "k": K,
+        "m0": args.m0,
+        "compile_s": compile_s,
+        "summary_median": summary,
+        "same_picks_as_engine_round0": same,
+        "first_differing_pick": first,
+        "rescore_float64": scores,
+        "runs": runs,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
