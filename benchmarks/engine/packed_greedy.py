@@ -1,6 +1,6 @@
 """Study 3: the packed design end to end (``packed_kernels.packed_select``) against ``select``.
 
-Usage: python benchmarks/engine/packed_greedy.py [--threads 1,2] [--rounds 3] [--m0 5]
+Usage: python benchmarks/engine/packed_greedy.py [--threads 1,2] [--rounds 3] [--m0 5,10]
     [--no-apricot] [--out benchmarks/results/engine-packed-greedy.json]
 
 Studies 1 and 2 (``fused_rows.py``, ``packed_layout.py``) measured parts of a dense mode
@@ -8,10 +8,11 @@ that stores the symmetric cost matrix once and runs its later picks on the few e
 that can still matter, and estimated the whole at 5.5-6.2 s at 1 thread. This runs the
 whole: on the engine bench's Fashion-MNIST pool (n = 30,000, d = 64, k = 3,000), fresh
 processes alternate between ``select(X, 3000)`` (``lazy``, today's engine) and
-:func:`packed_kernels.packed_select`, each timing one cold call (fresh memory), with its
-peak resident memory (VmHWM). numba's on-disk cache is cleared, then filled by one
-untimed process (its whole time, compilation included, is ``compile_s``), so the timed
-processes load compiled code.
+:func:`packed_kernels.packed_select` (one process per ``--m0``: the number of picks made by
+full passes before the entries are gathered; fewer means more entries to hold), each timing
+one cold call (fresh memory), with its peak resident memory (VmHWM). numba's on-disk
+cache is cleared, then filled by one untimed process (its whole time, compilation included,
+is ``compile_s``), so the timed processes load compiled code.
 
 Every round also runs the anchor of the issue's headline, apricot's lazy greedy on float64
 features at 1 thread (the bench's ``features-f64`` worker, cold), so that the ratios are
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K = 3000
 
 
-def _child(kind: str, path: str, threads: int, picks_out: str, m0: int) -> None:
+def _child(kind: str, path: str, threads: int, picks_out: str) -> None:
     import numpy as np
     import torch
 
@@ -60,7 +61,7 @@ def _child(kind: str, path: str, threads: int, picks_out: str, m0: int) -> None:
         from packed_kernels import packed_select
 
         t = time.perf_counter()
-        r = packed_select(X, K, m0=m0)
+        r = packed_select(X, K, m0=int(kind.removeprefix("packed")))
         total = time.perf_counter() - t
         picks = r["picks"]
         phases = {key: r[key] for key in ("prep", "build", "early", "extract", "late")}
@@ -71,13 +72,11 @@ def _child(kind: str, path: str, threads: int, picks_out: str, m0: int) -> None:
     print(json.dumps({"total_s": total, "peak_mb": _peak_mb(), **phases}))
 
 
-def _run(kind: str, path: Path, threads: int, picks_out: Path, m0: int) -> dict:
+def _run(kind: str, path: Path, threads: int, picks_out: Path) -> dict:
     """One fresh process: its timings, phases and peak memory (its picks go to a file)."""
     cmd = [sys.executable, __file__, "--child", kind, str(path), str(threads), str(picks_out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    out = subprocess.run(
-        cmd + ["--m0", str(m0)], check=True, capture_output=True, text=True, env=env
-    )
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -85,17 +84,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--m0", type=int, default=5, help="picks made by full passes")
+    ap.add_argument("--m0", default="5,10", help="picks made by full passes (variants)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-packed-greedy.json"))
     ap.add_argument("--no-apricot", action="store_true", help="skip the apricot anchor")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "X", "THREADS", "PICKS"))
     args = ap.parse_args()
     if args.child:
         kind, path, threads, picks_out = args.child
-        _child(kind, path, int(threads), picks_out, args.m0)
+        _child(kind, path, int(threads), picks_out)
         return 0
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
+
+    packed = [f"packed{int(m)}" for m in args.m0.split(",")]
 
     from coreselect.bench.engine import _machine, _run_config, load_features, rescore
 
@@ -106,7 +107,7 @@ def main() -> int:
         np.save(path, X)
         shutil.rmtree(Path(__file__).parent / "__pycache__", ignore_errors=True)
         t = time.perf_counter()
-        _run("packed", path, 1, Path(tmp) / "warm.npy", args.m0)  # compiles, fills the cache
+        _run(packed[0], path, 1, Path(tmp) / "warm.npy")  # compiles, fills the cache
         compile_s = time.perf_counter() - t
         picks: dict = {}
         for threads in [int(x) for x in args.threads.split(",")]:
@@ -124,10 +125,10 @@ def main() -> int:
                     picks[("apricot", 1, r)] = np.load(out)
                     runs.append(run)
                     print(json.dumps(run), flush=True)
-                for kind in ("engine", "packed"):
+                for kind in ("engine", *packed):
                     out = Path(tmp) / f"{kind}-{threads}-{r}.npy"
                     run = {"kind": kind, "threads": threads, "round": r}
-                    run |= _run(kind, path, threads, out, args.m0)
+                    run |= _run(kind, path, threads, out)
                     picks[(kind, threads, r)] = np.load(out)
                     runs.append(run)
                     print(json.dumps(run), flush=True)
@@ -138,39 +139,41 @@ def main() -> int:
         for (k, t, r), p in picks.items():
             diff = np.flatnonzero(p != ref)
             first[f"{k}-{t}t-{r}"] = int(diff[0]) if diff.size else None
-        kinds = ("engine", "packed") + (() if args.no_apricot else ("apricot",))
+        kinds = ("engine", *packed) + (() if args.no_apricot else ("apricot",))
         scores = {
             kind: rescore(X, picks[(kind, t0 if kind != "apricot" else 1, 0)]) for kind in kinds
         }
     summary = {}
     for threads in sorted({r["threads"] for r in runs}):
-        for kind in ("engine", "packed"):
+        for kind in ("engine", *packed):
             rs = [r for r in runs if r["threads"] == threads and r["kind"] == kind]
             keys = [key for key in rs[0] if key not in ("kind", "threads", "round")]
             summary[f"{kind}_{threads}t"] = {
                 key: statistics.median(r[key] for r in rs) for key in keys
             }
-        e, p = summary[f"engine_{threads}t"], summary[f"packed_{threads}t"]
-        summary[f"ratio_{threads}t"] = {
-            "engine_over_packed_total": e["total_s"] / p["total_s"],
-            "packed_over_engine_peak": p["peak_mb"] / e["peak_mb"],
-        }
+        e = summary[f"engine_{threads}t"]
+        ratio = summary[f"ratio_{threads}t"] = {}
+        a = None
         if not args.no_apricot:
             rs = [r for r in runs if r["kind"] == "apricot"]
             a = {key: statistics.median(r[key] for r in rs) for key in ("total_s", "peak_mb")}
             summary["apricot_features_f64_1t"] = a
-            summary[f"ratio_{threads}t"] |= {
-                "apricot_over_packed_total": a["total_s"] / p["total_s"],
-                "apricot_over_engine_total": a["total_s"] / e["total_s"],
-                "packed_over_apricot_peak": p["peak_mb"] / a["peak_mb"],
-            }
+            ratio["apricot_over_engine_total"] = a["total_s"] / e["total_s"]
+            ratio["engine_over_apricot_peak"] = e["peak_mb"] / a["peak_mb"]
+        for kind in packed:
+            p = summary[f"{kind}_{threads}t"]
+            ratio[f"engine_over_{kind}_total"] = e["total_s"] / p["total_s"]
+            ratio[f"{kind}_over_engine_peak"] = p["peak_mb"] / e["peak_mb"]
+            if a is not None:
+                ratio[f"apricot_over_{kind}_total"] = a["total_s"] / p["total_s"]
+                ratio[f"{kind}_over_apricot_peak"] = p["peak_mb"] / a["peak_mb"]
     result = {
         "command": "python benchmarks/engine/packed_greedy.py " + " ".join(sys.argv[1:]),
         "machine": _machine(),
         "n": 30000,
         "d": 64,
         "k": K,
-        "m0": args.m0,
+        "m0": [int(m) for m in args.m0.split(",")],
         "compile_s": compile_s,
         "summary_median": summary,
         "same_picks_as_engine_round0": same,

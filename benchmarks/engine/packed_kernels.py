@@ -59,8 +59,9 @@ def build_tiles(L: torch.Tensor, R: torch.Tensor, n: int, chunk: int = 16):
     nt = npad // T
     buf = torch.empty(nt * nt * T * T)
     tiles = buf.view(nt * nt, T, T)
-    rmin = torch.full((nt, nt, T), float("inf"))
-    cmin = torch.full((nt, nt, T), float("inf"))
+    # only the entries of the tiles I <= J are written or read: the rest is never backed
+    rmin = torch.empty((nt, nt, T))
+    cmin = torch.empty((nt, nt, T))
     rowsum = torch.zeros(npad, dtype=torch.float64)
     c0 = 0.0
     valid = n - (nt - 1) * T  # real points in the last tile
