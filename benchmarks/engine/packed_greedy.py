@@ -1,7 +1,8 @@
 """Study 3: the packed design end to end (``packed_kernels.packed_select``) against ``select``.
 
 Usage: python benchmarks/engine/packed_greedy.py [--threads 1,2] [--rounds 3] [--m0 5,10]
-    [--no-apricot] [--out benchmarks/results/engine-packed-greedy.json]
+    [--stochastic [--m0-stochastic 30]] [--no-apricot]
+    [--out benchmarks/results/engine-packed-greedy.json]
 
 Studies 1 and 2 (``fused_rows.py``, ``packed_layout.py``) measured parts of a dense mode
 that stores the symmetric cost matrix once and runs its later picks on the few entries
@@ -11,8 +12,13 @@ processes alternate between ``select(X, 3000)`` (``lazy``, today's engine) and
 :func:`packed_kernels.packed_select` (one process per ``--m0``: the number of picks made by
 full passes before the entries are gathered; fewer means more entries to hold), each timing
 one cold call (fresh memory), with its peak resident memory (VmHWM). numba's on-disk
-cache is cleared, then filled by one untimed process (its whole time, compilation included,
-is ``compile_s``), so the timed processes load compiled code.
+cache is cleared, then filled by one untimed process per variant (its whole time,
+compilation included, is ``compile_s``), so the timed processes load compiled code.
+
+With ``--stochastic``, also ``select(optimizer="stochastic", epsilon=0.01)`` and the packed
+stochastic greedy (the same sample size; its first ``--m0-stochastic`` picks evaluate the drawn
+candidates from their tile rows, the later ones read the exact gains the lists keep); their
+k-medoids cost is reported against the exact greedy's (``cost_ratio``).
 
 Every round also runs the anchor of the issue's headline, apricot's lazy greedy on float64
 features at 1 thread (the bench's ``features-f64`` worker, cold), so that the ratios are
@@ -37,6 +43,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 K = 3000
+EPSILON = 0.01
 
 
 def _child(kind: str, path: str, threads: int, picks_out: str) -> None:
@@ -45,11 +52,12 @@ def _child(kind: str, path: str, threads: int, picks_out: str) -> None:
 
     torch.set_num_threads(threads)
     X = np.load(path)
-    if kind == "engine":
+    if kind.startswith("engine"):
         from coreselect.submodular.select import select
 
+        opt = "stochastic" if kind == "engine-stochastic" else "lazy"
         t = time.perf_counter()
-        cs = select(X, K, optimizer="lazy", seed=0)
+        cs = select(X, K, optimizer=opt, epsilon=EPSILON, seed=0)
         total = time.perf_counter() - t
         picks = np.asarray(cs.indices)
         phases = {"kernel": cs.meta["kernel_s"], "greedy": cs.meta["greedy_s"]}
@@ -60,8 +68,10 @@ def _child(kind: str, path: str, threads: int, picks_out: str) -> None:
         sys.path.insert(0, str(Path(__file__).parent))
         from packed_kernels import packed_select
 
+        stochastic = kind.startswith("pstoch")
+        m0 = int(kind.removeprefix("pstoch" if stochastic else "packed"))
         t = time.perf_counter()
-        r = packed_select(X, K, m0=int(kind.removeprefix("packed")))
+        r = packed_select(X, K, m0=m0, epsilon=EPSILON if stochastic else None, seed=0)
         total = time.perf_counter() - t
         picks = r["picks"]
         phases = {key: r[key] for key in ("prep", "build", "early", "extract", "late")}
@@ -87,6 +97,8 @@ def main() -> int:
     ap.add_argument("--m0", default="5,10", help="picks made by full passes (variants)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-packed-greedy.json"))
     ap.add_argument("--no-apricot", action="store_true", help="skip the apricot anchor")
+    ap.add_argument("--stochastic", action="store_true", help="also the stochastic greedy")
+    ap.add_argument("--m0-stochastic", default="30", help="its picks made before gathering")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "X", "THREADS", "PICKS"))
     args = ap.parse_args()
     if args.child:
@@ -97,6 +109,8 @@ def main() -> int:
     import numpy as np
 
     packed = [f"packed{int(m)}" for m in args.m0.split(",")]
+    if args.stochastic:
+        packed += ["engine-stochastic"] + [f"pstoch{int(m)}" for m in args.m0_stochastic.split(",")]
 
     from coreselect.bench.engine import _machine, _run_config, load_features, rescore
 
@@ -106,9 +120,12 @@ def main() -> int:
         X = load_features("fmnist", 30000, 64, seed=0)
         np.save(path, X)
         shutil.rmtree(Path(__file__).parent / "__pycache__", ignore_errors=True)
-        t = time.perf_counter()
-        _run(packed[0], path, 1, Path(tmp) / "warm.npy")  # compiles, fills the cache
-        compile_s = time.perf_counter() - t
+        compile_s = {}
+        for kind in {k.rstrip("0123456789") for k in packed if k != "engine-stochastic"}:
+            first = next(k for k in packed if k.rstrip("0123456789") == kind)
+            t = time.perf_counter()
+            _run(first, path, 1, Path(tmp) / "warm.npy")  # compiles, fills the cache
+            compile_s[first] = time.perf_counter() - t
         picks: dict = {}
         for threads in [int(x) for x in args.threads.split(",")]:
             for r in range(args.rounds):
@@ -143,11 +160,14 @@ def main() -> int:
         scores = {
             kind: rescore(X, picks[(kind, t0 if kind != "apricot" else 1, 0)]) for kind in kinds
         }
+        for kind in kinds:  # k-medoids cost against the exact greedy's (the issue's measure)
+            scores[kind]["cost_ratio"] = scores[kind]["cost"] / scores["engine"]["cost"]
     summary = {}
     for threads in sorted({r["threads"] for r in runs}):
         for kind in ("engine", *packed):
             rs = [r for r in runs if r["threads"] == threads and r["kind"] == kind]
-            keys = [key for key in rs[0] if key not in ("kind", "threads", "round")]
+            skip = ("kind", "threads", "round")
+            keys = [key for key in rs[0] if key not in skip and rs[0][key] is not None]
             summary[f"{kind}_{threads}t"] = {
                 key: statistics.median(r[key] for r in rs) for key in keys
             }

@@ -20,6 +20,11 @@ that ``packed_greedy.py`` can time it end to end against ``select``:
    from the changed points' lists (entries that fell out of reach are dropped as they are
    read); a pick reads only the tile rows/columns of its row that can lower a cost.
 
+With ``epsilon``, the stochastic greedy instead: each pick is the best of
+``ceil(n / k * log(1 / epsilon))`` candidates drawn at random; the first ``m0`` picks compute
+the drawn candidates' gains from their tile rows (:func:`row_gain`), the later ones read the
+gains the lists keep exact (:func:`stochastic_picks`).
+
 Gains are float64 sums of float32 costs and of exact float64 differences of two float32
 values, so they are the float32 cost matrix's exact gains up to float64 rounding (the full
 passes add 128 float32 terms before a float64 accumulation); ties go to the lowest pool id.
@@ -29,6 +34,7 @@ at a near-tie (gains equal to ~1e-6): the study reports where, and the float64 c
 
 from __future__ import annotations
 
+import math
 import time
 
 import numba
@@ -231,70 +237,164 @@ def gains_from_lists(beg, end, cand, cost, dcur, g):
 
 
 @numba.njit(cache=True)
-def late_picks(
-    flat,
-    rmin,
-    cmin,
-    nt,
-    n,
-    k,
-    g,
-    dcur,
-    assign,
-    picked,
-    ids,
-    beg,
-    end,
-    cand,
-    cost,
-    picks,
-    gains,
-    done,
-):
-    """Picks ``done .. k-1`` with exact incremental gains; returns the entries read.
+def apply_pick(flat, rmin, cmin, nt, p, g, dcur, dmax, assign, beg, end, cand, cost, buf):
+    """Cover ``p`` and lower the gains of the listed candidates by the exact effect of every
+    changed point: a point ``i`` whose cost fell from ``o`` to ``w`` lowers candidate ``j``
+    by ``min(max(0, o - c_ij), o - w)`` (float64); entries with ``c_ij >= w`` can never
+    count again and are dropped from ``i``'s list. Returns the entries read."""
+    hit, old, new = buf
+    h = cover(flat, rmin, cmin, nt, p, dcur, dmax, assign, hit, old, new)
+    read = 0
+    for t in range(h):
+        i = hit[t]
+        o, w = np.float64(old[t]), np.float64(new[t])
+        drop = o - w
+        kept = beg[i]
+        for e in range(beg[i], end[i]):
+            c = np.float64(cost[e])
+            if c < o:
+                g[cand[e]] -= min(o - c, drop)
+            if c < w:
+                cand[kept], cost[kept] = cand[e], cost[e]
+                kept += 1
+        read += end[i] - beg[i]
+        end[i] = kept
+    return read
 
-    After a pick, a point ``i`` whose cost fell from ``o`` to ``w`` lowers the gain of each
-    listed candidate ``j`` by ``min(max(0, o - c_ij), o - w)`` (exact in float64); entries
-    with ``c_ij >= w`` can never count again and are dropped from ``i``'s list.
-    """
+
+@numba.njit(cache=True)
+def late_picks(flat, rmin, cmin, nt, n, k, g, dcur, assign, picked, ids, lists, picks, gains, done):
+    """Picks ``done .. k-1`` of the exact greedy (argmax of the exact incremental gains, ties
+    to the lowest id); returns the list entries read."""
+    beg, end, cand, cost = lists
     npad = nt * T
     dmax = tile_max(dcur, nt)
-    hit = np.empty(npad, np.int64)
-    old = np.empty(npad, np.float32)
-    new = np.empty(npad, np.float32)
+    buf = (np.empty(npad, np.int64), np.empty(npad, np.float32), np.empty(npad, np.float32))
     read = 0
     while done < k:
         best, p = argmax_lowest_id(g, picked, ids, n)
         picked[p] = True
         picks[done], gains[done] = p, best
         done += 1
-        h = cover(flat, rmin, cmin, nt, p, dcur, dmax, assign, hit, old, new)
-        for t in range(h):
-            i = hit[t]
-            o, w = np.float64(old[t]), np.float64(new[t])
-            drop = o - w
-            kept = beg[i]
-            for e in range(beg[i], end[i]):
-                c = np.float64(cost[e])
-                if c < o:
-                    g[cand[e]] -= min(o - c, drop)
-                if c < w:
-                    cand[kept], cost[kept] = cand[e], cost[e]
-                    kept += 1
-            read += end[i] - beg[i]
-            end[i] = kept
+        read += apply_pick(
+            flat, rmin, cmin, nt, p, g, dcur, dmax, assign, beg, end, cand, cost, buf
+        )
     return read
 
 
+@numba.njit(cache=True)
+def row_gain(flat, rmin, cmin, nt, j, dcur, dmax):
+    """Gain ``sum_i max(0, dcur_i - c_ij)`` of candidate ``j`` from the tile rows/columns of
+    its row that can add to it (float32 per tile, float64 total)."""
+    I, r = j // T, j % T
+    total = 0.0
+    for J in range(nt):
+        if J >= I:
+            if not rmin[I, J, r] < dmax[J]:
+                continue
+            base, step = (I * nt + J) * T * T + r * T, 1
+        else:
+            if not cmin[J, I, r] < dmax[J]:
+                continue
+            base, step = (J * nt + I) * T * T + r, T
+        part = np.float32(0.0)
+        for q in range(T):
+            part += max(dcur[J * T + q] - flat[base + q * step], np.float32(0.0))
+        total += part
+    return total
+
+
+@numba.njit(cache=True)
+def draw(pool, where, m, s):
+    """Move ``min(s, m)`` distinct random members of ``pool[:m]`` to its front (partial
+    Fisher-Yates, numba's seeded generator); returns their number."""
+    s = min(s, m)
+    for t in range(s):
+        r = t + np.random.randint(m - t)
+        a, b = pool[t], pool[r]
+        pool[t], pool[r] = b, a
+        where[b], where[a] = t, r
+    return s
+
+
+@numba.njit(cache=True)
+def drop_from_pool(pool, where, m, p):
+    """Remove ``p`` from ``pool[:m]`` (swap with the last member); returns the new size."""
+    i, last = where[p], pool[m - 1]
+    pool[i], where[last] = last, i
+    return m - 1
+
+
+@numba.njit(cache=True)
+def stochastic_picks(
+    flat,
+    rmin,
+    cmin,
+    nt,
+    n,
+    k,
+    s,
+    seed,
+    g,
+    exact,
+    dcur,
+    assign,
+    ids,
+    lists,
+    picks,
+    gains,
+    done,
+    pool,
+    m,
+):
+    """Picks ``done .. k-1`` of the stochastic greedy: each is the best of ``s`` unpicked
+    candidates drawn at random (ties to the lowest id). Before the lists exist
+    (``exact=False``) a drawn candidate's gain is computed from its tile row
+    (:func:`row_gain`); after, ``g`` holds every gain exactly. Returns the pool's size."""
+    beg, end, cand, cost = lists
+    npad = nt * T
+    dmax = tile_max(dcur, nt)
+    buf = (np.empty(npad, np.int64), np.empty(npad, np.float32), np.empty(npad, np.float32))
+    np.random.seed(seed)
+    where = np.empty(npad, np.int64)
+    for t in range(m):
+        where[pool[t]] = t
+    while done < k:
+        c = draw(pool, where, m, s)
+        best, p = -np.inf, -1
+        for t in range(c):
+            j = pool[t]
+            v = g[j] if exact or done == 0 else row_gain(flat, rmin, cmin, nt, j, dcur, dmax)
+            if v > best or (v == best and ids[j] < ids[p]):
+                best, p = v, j
+        m = drop_from_pool(pool, where, m, p)
+        picks[done], gains[done] = p, best
+        done += 1
+        if done == 1:
+            assign[:] = p
+        if exact:
+            apply_pick(flat, rmin, cmin, nt, p, g, dcur, dmax, assign, beg, end, cand, cost, buf)
+        else:
+            cover(flat, rmin, cmin, nt, p, dcur, dmax, assign, buf[0], buf[1], buf[2])
+    return m
+
+
 # ------------------------------------------------------------------------------ pipeline
-def packed_select(X: np.ndarray, k: int, m0: int = 5) -> dict:
-    """Exact facility-location greedy (Euclidean costs) of ``k`` points of ``X`` ``(n, d)``.
+def packed_select(
+    X: np.ndarray, k: int, m0: int = 5, epsilon: float | None = None, seed: int = 0
+) -> dict:
+    """Facility-location greedy (Euclidean costs) of ``k`` points of ``X`` ``(n, d)``: exact,
+    or the stochastic greedy with ``epsilon`` (each pick the best of
+    ``ceil(n / k * log(1 / epsilon))`` random candidates, seeded by ``seed``).
+
+    The first ``m0`` picks run on the tiles (exact: a full pass a pick; stochastic: the
+    drawn candidates' tile rows), the rest on the gathered lists.
 
     Returns:
         dict with ``picks`` ``(k,)`` (original row ids, pick order), ``gains`` ``(k,)``,
         ``dcur`` ``(n,)`` (original order), per-phase seconds (``prep``, ``build``,
         ``early``, ``extract``, ``late``), ``entries`` (listed after pick ``m0``) and
-        ``entries_read`` (by the late picks).
+        ``entries_read`` (by the exact late picks).
     """
     out, t = {}, time.perf_counter()
     Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
@@ -319,31 +419,37 @@ def packed_select(X: np.ndarray, k: int, m0: int = 5) -> dict:
     dcur = np.zeros(npad, np.float32)  # padding: cost 0, never covered, adds nothing
     dcur[:n] = c0
     assign = np.full(npad, -1, np.int64)
-    picked = np.zeros(npad, np.bool_)
-    picked[n:] = True
     picks = np.empty(k, np.int64)
     gains = np.empty(k, np.float64)
     g = n * np.float64(c0) - rowsum  # the first pick's gains: sum_i (c0 - c_ij)
-    dmax = tile_max(dcur, nt)
-    hit = np.empty(npad, np.int64)
-    old, new = np.empty(npad, np.float32), np.empty(npad, np.float32)
     m0 = min(m0, k)
-    parts = np.empty((numba.get_num_threads(), npad))
-    for step in range(m0):
-        if step:
-            full_pass(flat, nt, dcur, g, parts)
-        best, p = argmax_lowest_id(g, picked, ids, n)
-        picked[p] = True
-        picks[step], gains[step] = p, best
-        if step == 0:
-            assign[:] = p
-        cover(flat, rmin, cmin, nt, p, dcur, dmax, assign, hit, old, new)
+    none_i, none_f = np.empty(0, np.int64), np.empty(0, np.float32)
+    if epsilon is not None:
+        s = math.ceil(n / k * math.log(1.0 / epsilon))
+        pool = np.arange(n, dtype=np.int64)
+        no_lists = (none_i, none_i, none_i.astype(np.int32), none_f)
+        args = (flat, rmin, cmin, nt, n, m0, s, seed, g, False, dcur, assign, ids, no_lists)
+        m = stochastic_picks(*args, picks, gains, 0, pool, n)
+    else:
+        picked = np.zeros(npad, np.bool_)
+        picked[n:] = True
+        dmax = tile_max(dcur, nt)
+        buf = (np.empty(npad, np.int64), np.empty(npad, np.float32), np.empty(npad, np.float32))
+        parts = np.empty((numba.get_num_threads(), npad))
+        for step in range(m0):
+            if step:
+                full_pass(flat, nt, dcur, g, parts)
+            best, p = argmax_lowest_id(g, picked, ids, n)
+            picked[p] = True
+            picks[step], gains[step] = p, best
+            if step == 0:
+                assign[:] = p
+            cover(flat, rmin, cmin, nt, p, dcur, dmax, assign, *buf)
     out["early"] = time.perf_counter() - t
 
     t = time.perf_counter()
     count = np.zeros(npad, np.int64)
-    none_i, none_f = np.empty(0, np.int32), np.empty(0, np.float32)
-    collect(flat, dcur, rmin, cmin, nt, count, none_i, none_f, False, count)
+    collect(flat, dcur, rmin, cmin, nt, count, none_i.astype(np.int32), none_f, False, count)
     beg = np.zeros(npad, np.int64)
     np.cumsum(count[:-1], out=beg[1:])
     total = int(count.sum())
@@ -355,28 +461,14 @@ def packed_select(X: np.ndarray, k: int, m0: int = 5) -> dict:
     out["entries"] = total
 
     t = time.perf_counter()
-    out["entries_read"] = int(
-        late_picks(
-            flat,
-            rmin,
-            cmin,
-            nt,
-            n,
-            k,
-            g,
-            dcur,
-            assign,
-            picked,
-            ids,
-            beg,
-            end,
-            cand,
-            cost,
-            picks,
-            gains,
-            m0,
-        )
-    )
+    lists = (beg, end, cand, cost)
+    if epsilon is not None:
+        args = (flat, rmin, cmin, nt, n, k, s, seed + 1, g, True, dcur, assign, ids, lists)
+        stochastic_picks(*args, picks, gains, m0, pool, m)
+        out["entries_read"] = None
+    else:
+        args = (flat, rmin, cmin, nt, n, k, g, dcur, assign, picked, ids, lists, picks, gains)
+        out["entries_read"] = int(late_picks(*args, m0))
     out["late"] = time.perf_counter() - t
     out["picks"] = ids[picks]
     out["gains"] = gains
