@@ -3,6 +3,8 @@
 Usage: python benchmarks/engine/packed_greedy.py [--threads 1,2] [--rounds 3] [--m0 5,10]
     [--stochastic [--m0-stochastic 30]] [--no-apricot]
     [--out benchmarks/results/engine-packed-greedy.json]
+       python benchmarks/engine/packed_greedy.py --vs-naive 300
+    [--out benchmarks/results/engine-packed-vs-naive.json]
 
 Studies 1 and 2 (``fused_rows.py``, ``packed_layout.py``) measured parts of a dense mode
 that stores the symmetric cost matrix once and runs its later picks on the few entries
@@ -90,6 +92,70 @@ def _run(kind: str, path: Path, threads: int, picks_out: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def vs_naive(cases: int, out: str) -> int:
+    """Random tiny pools (n 2-400, d 1-7; every third with duplicated points, every seventh on
+    a unit grid): the exact packed picks against ``select(optimizer="naive")``. Where they
+    part, the two candidates' gains are recomputed in float64 from float64 distances (equal:
+    an exact tie resolved to another index) and from the engine's float32 costs."""
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.path.insert(0, str(Path(__file__).parent))
+    import numpy as np
+    import torch
+    from packed_kernels import packed_select
+
+    from coreselect.bench.engine import _machine
+    from coreselect.submodular.kernels import cost_tile, prepare_features
+    from coreselect.submodular.select import select
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    parts = []
+    for case in range(cases):
+        n, d = int(rng.integers(2, 400)), int(rng.integers(1, 8))
+        X = rng.normal(size=(n, d)).astype(np.float32)
+        if case % 3 == 0:
+            m = max(1, n // 3)
+            X[rng.integers(0, n, m)] = X[rng.integers(0, n, m)]
+        if case % 7 == 0:
+            X = np.round(X).astype(np.float32)
+        k, m0 = int(rng.integers(1, n + 1)), int(rng.integers(1, 12))
+        mine = packed_select(X, k, m0=m0)["picks"]
+        ref = np.asarray(select(X, k, optimizer="naive", seed=0).indices)
+        if np.array_equal(mine, ref):
+            continue
+        t = int(np.flatnonzero(mine != ref)[0])
+        Z = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+        D64 = np.sqrt(((Z[:, None] - Z[None]) ** 2).sum(-1))
+        F = prepare_features(torch.from_numpy(X), "euclidean")
+        C32 = cost_tile(F, F).numpy().astype(np.float64)
+        np.fill_diagonal(C32, 0.0)
+        row = {"case": case, "n": n, "d": d, "k": k, "m0": m0, "first_differing_pick": t}
+        for name, M in (("float64", D64), ("engine_float32", C32)):
+            dc = np.full(n, M.max())
+            for p in ref[:t]:
+                dc = np.minimum(dc, M[:, p])
+            g = np.maximum(dc[:, None] - M, 0.0).sum(axis=0)
+            row[f"gain_packed_{name}"] = float(g[mine[t]])
+            row[f"gain_naive_{name}"] = float(g[ref[t]])
+        row["picks"] = [int(mine[t]), int(ref[t])]
+        row["rel_gap_float64"] = abs(row["gain_packed_float64"] - row["gain_naive_float64"]) / max(
+            row["gain_naive_float64"], 1e-300
+        )
+        parts.append(row)
+    result = {
+        "command": "python benchmarks/engine/packed_greedy.py " + " ".join(sys.argv[1:]),
+        "machine": _machine(),
+        "cases": cases,
+        "differing": len(parts),
+        "exact_ties_float64": int(sum(r["rel_gap_float64"] <= 1e-12 for r in parts)),
+        "max_rel_gap_float64": max((r["rel_gap_float64"] for r in parts), default=0.0),
+        "differing_cases": parts,
+    }
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "differing_cases"}, indent=1))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2")
@@ -99,8 +165,11 @@ def main() -> int:
     ap.add_argument("--no-apricot", action="store_true", help="skip the apricot anchor")
     ap.add_argument("--stochastic", action="store_true", help="also the stochastic greedy")
     ap.add_argument("--m0-stochastic", default="30", help="its picks made before gathering")
+    ap.add_argument("--vs-naive", type=int, metavar="CASES", help="tiny pools against naive")
     ap.add_argument("--child", nargs=4, metavar=("KIND", "X", "THREADS", "PICKS"))
     args = ap.parse_args()
+    if args.vs_naive:
+        return vs_naive(args.vs_naive, args.out)
     if args.child:
         kind, path, threads, picks_out = args.child
         _child(kind, path, int(threads), picks_out)
