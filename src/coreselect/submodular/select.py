@@ -242,10 +242,12 @@ def select(
                 K = min(int(K), ng)
                 neighbors_used.append(K)
             perm = None
-            if used_mode == "dense" and optimizer != "naive" and dev.type == "cpu":
+            if used_mode == "dense" and dev.type == "cpu":
                 # cell order + segmented matrix: gains read only the segments that can
                 # matter; lazy runs the exact incremental greedy (CPU only: it needs a
-                # bitwise symmetric matrix, checked for the CPU GEMM only)
+                # bitwise symmetric matrix, checked for the CPU GEMM only). naive runs on
+                # the same layout: the same float32 costs and row sums, so lazy returns
+                # its picks exactly (on the given order they round differently)
                 perm = cell_order(Xg, SEGMENT, metric=metric)
                 oracle = make_oracle(Xg[perm], metric, used_mode, segment=SEGMENT)
                 oracle.ids = perm
