@@ -240,15 +240,12 @@ def test_select_lazy_equals_select_naive_on_random_pools(metric):
     32 of 240 such pools (euclidean, rbf), because ``naive`` ran on the pool in its given
     order, whose float32 costs (the centring mean sums in another order) and row sums round
     differently."""
+    from coreselect.bench.engine import tie_prone_pool
+
     rng = np.random.default_rng(1)
     for case in range(16):
-        n, d = int(rng.integers(2, 400)), int(rng.integers(1, 12))
-        X = rng.normal(size=(n, d)).astype(np.float32)
-        if case % 3 == 0:
-            m = max(1, n // 3)
-            X[rng.integers(0, n, m)] = X[rng.integers(0, n, m)]
-        if case % 5 == 0:
-            X = np.round(X).astype(np.float32)
+        X = tie_prone_pool(rng, case)
+        n = X.shape[0]
         labels = rng.integers(0, 3, n) if case % 4 == 0 else None
         k = int(rng.integers(1, n + 1))
         kw = {"metric": metric, "labels": labels, "seed": 0}

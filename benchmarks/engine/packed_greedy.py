@@ -93,17 +93,18 @@ def _run(kind: str, path: Path, threads: int, picks_out: Path) -> dict:
 
 
 def vs_naive(cases: int, out: str) -> int:
-    """Random tiny pools (n 2-400, d 1-7; every third with duplicated points, every seventh on
-    a unit grid): the exact packed picks against ``select(optimizer="naive")``. Where they
-    part, the two candidates' gains are recomputed in float64 from float64 distances (equal:
-    an exact tie resolved to another index) and from the engine's float32 costs."""
+    """Random tiny pools (``tie_prone_pool``: n 2-400, d 1-7; every third with duplicated
+    points, every seventh on a unit grid): the exact packed picks against
+    ``select(optimizer="naive")``. Where they part, the two candidates' gains are recomputed
+    in float64 from float64 distances (equal: an exact tie resolved to another index) and
+    from the engine's float32 costs."""
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(Path(__file__).parent))
     import numpy as np
     import torch
     from packed_kernels import packed_select
 
-    from coreselect.bench.engine import _machine
+    from coreselect.bench.engine import _machine, tie_prone_pool
     from coreselect.submodular.kernels import cost_tile, prepare_features
     from coreselect.submodular.select import select
 
@@ -111,13 +112,8 @@ def vs_naive(cases: int, out: str) -> int:
     rng = np.random.default_rng(0)
     parts = []
     for case in range(cases):
-        n, d = int(rng.integers(2, 400)), int(rng.integers(1, 8))
-        X = rng.normal(size=(n, d)).astype(np.float32)
-        if case % 3 == 0:
-            m = max(1, n // 3)
-            X[rng.integers(0, n, m)] = X[rng.integers(0, n, m)]
-        if case % 7 == 0:
-            X = np.round(X).astype(np.float32)
+        X = tie_prone_pool(rng, case, max_d=8, grid_every=7)
+        n, d = X.shape
         k, m0 = int(rng.integers(1, n + 1)), int(rng.integers(1, 12))
         mine = packed_select(X, k, m0=m0)["picks"]
         ref = np.asarray(select(X, k, optimizer="naive", seed=0).indices)

@@ -111,6 +111,23 @@ def load_features(data: str, n: int, d: int, seed: int = 0, data_dir: str | None
 # --------------------------------------------------------------------------------------
 
 
+def tie_prone_pool(
+    rng: np.random.Generator, case: int, max_d: int = 12, grid_every: int = 5
+) -> np.ndarray:
+    """A random pool ``(n, d)`` float32, ``2 <= n < 400``, ``1 <= d < max_d``, that invites
+    exact ties: when ``case % 3 == 0`` a third of the points are copies of others, and when
+    ``case % grid_every == 0`` every coordinate is rounded to an integer (draws ``n``, ``d``,
+    the points, then the copies from ``rng``)."""
+    n, d = int(rng.integers(2, 400)), int(rng.integers(1, max_d))
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    if case % 3 == 0:
+        m = max(1, n // 3)
+        X[rng.integers(0, n, m)] = X[rng.integers(0, n, m)]
+    if case % grid_every == 0:
+        X = np.round(X).astype(np.float32)
+    return X
+
+
 def _dist_tile(A: np.ndarray, B: np.ndarray, sqa: np.ndarray, sqb: np.ndarray) -> np.ndarray:
     D = sqa[:, None] + sqb[None, :] - 2.0 * (A @ B.T)
     np.maximum(D, 0.0, out=D)
