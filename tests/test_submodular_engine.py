@@ -237,9 +237,9 @@ def test_lazy_matches_naive_on_a_larger_pool():
 def test_select_lazy_equals_select_naive_on_random_pools(metric):
     """Through ``select`` (cell order, segmented matrix): pools of up to 400 points, with
     duplicated points, points on a grid and labels. ``lazy`` once parted from ``naive`` in
-    32 of 240 such pools (euclidean, rbf), because ``naive`` ran on the pool in its given
-    order, whose float32 costs (the centring mean sums in another order) and row sums round
-    differently."""
+    32 of 240 similar pools (up to 500 points; euclidean and rbf), because ``naive`` ran on
+    the pool in its given order, whose float32 costs (the centring mean sums in another
+    order) and row sums round differently."""
     from coreselect.bench.engine import tie_prone_pool
 
     rng = np.random.default_rng(1)
