@@ -201,11 +201,11 @@ def select(
     rounds = None
     before = 0  # picks of the groups already selected (progress)
 
-    def report(stage: str, done: int = 0) -> None:
+    def report(stage: str, picks: int = 0) -> None:
         if progress is not None:
-            progress(stage, before + done, k)
+            progress(stage, before + picks, k)
 
-    on_pick = (lambda done: report("greedy", done)) if progress is not None else None
+    on_pick = (lambda picks: report("greedy", picks)) if progress is not None else None
     if grouped:
         _sync(dev)
         t0 = time.perf_counter()
