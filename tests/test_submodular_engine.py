@@ -28,10 +28,11 @@ def _case(seed: int, min_d: int = 1):
 
 
 def _similarity(X, metric, device):
-    """The engine's own similarity matrix s = c0 - c (float64), from its dense oracle."""
+    """The engine's own similarity matrix s = c0 - c (float64, in X's units), from its
+    dense oracle."""
     o = make_oracle(torch.as_tensor(X, dtype=torch.float32, device=device), metric, "dense")
     C = o.C.double().cpu().numpy().copy()
-    return o.c0 - C
+    return (o.c0 - C) * o.cost_scale
 
 
 def _F(S, sel):
@@ -55,7 +56,7 @@ def test_lazy_equals_naive_and_approximation(metric, device):
         got = _F(S, ref.picks.tolist())
         tol = 1e-5 * max(abs(opt), 1.0)
         assert (1 - 1 / math.e) * opt - tol <= got <= opt + tol
-        g = ref.gains.cpu().numpy()
+        g = ref.gains.cpu().numpy() * oracle.cost_scale
         assert np.all(np.diff(g) <= 1e-6 * max(abs(g[0]), 1.0)), g
         # gains are exact marginal gains: they sum to F(S)
         assert abs(g.sum() - got) <= 1e-4 * max(abs(got), 1.0)
@@ -309,3 +310,75 @@ def test_progress_reports_every_pick_and_changes_nothing(optimizer, mode, labell
     assert kernels == (3 if labelled and not grouped else 1)
     if not grouped:  # one call per pick
         assert [d for s, d, _ in calls if s == "greedy"] == list(range(1, 41))
+
+
+SCALE_CASES = [  # (mode, optimizer, labelled)
+    ("dense", "lazy", False),
+    ("dense", "naive", False),
+    ("dense", "stochastic", False),
+    ("dense", "lazy", True),
+    ("blockwise", "lazy", False),
+    ("knn", "lazy", False),
+]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_feature_scale_changes_only_the_units(metric):
+    """Features are divided by a power of two before any float32 arithmetic
+    (``kernels.unit_scale``), so ``X * 2**e`` selects exactly as ``X`` does, with gains
+    ``2**e`` times as large (euclidean; cosine is unit-free), even where ``X`` itself
+    would overflow or vanish in float32 (before: features near 1e19 raised in every mode,
+    near 1e-30 returned the first k points)."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(300, 6))
+    labels = rng.integers(0, 3, size=300)
+    unit = metric == "euclidean"
+    for mode, opt, labelled in SCALE_CASES:
+        kw = dict(metric=metric, mode=mode, optimizer=opt, device="cpu")
+        kw["labels"] = labels if labelled else None
+        ref = select(X, 30, **kw)
+        for e in (-200, -100, 70, 100, 200):  # float64 input, past float32's range
+            got = select(np.ldexp(X, e), 30, **kw)
+            assert got.indices.tolist() == ref.indices.tolist(), (mode, opt, e)
+            assert np.array_equal(got.weights, ref.weights)
+            assert np.array_equal(got.gains, ref.gains * (2.0**e if unit else 1.0))
+            assert got.objective == ref.objective * (2.0**e if unit else 1.0)
+        X32 = X.astype(np.float32)
+        ref32 = select(X32, 30, **kw)
+        for factor in (1e-30, 1e19, 1e30):  # float32 input
+            got = select((X32 * np.float32(factor)).astype(np.float32), 30, **kw)
+            assert got.indices.tolist() == ref32.indices.tolist(), (mode, opt, factor)
+            np.testing.assert_allclose(
+                got.gains, ref32.gains * (factor if unit else 1.0), rtol=1e-5
+            )
+
+
+def _greedy_cost64(C, c0, k):
+    """Naive greedy in float64 cost form (ties to the lowest index)."""
+    dcur, picks = np.full(len(C), c0), []
+    for _ in range(k):
+        g = np.maximum(dcur[:, None] - C, 0.0).sum(axis=0)
+        g[picks] = -1.0
+        picks.append(int(np.argmax(g)))
+        dcur = np.minimum(dcur, C[:, picks[-1]])
+    return picks
+
+
+def test_rbf_at_extreme_scales_matches_float64():
+    """rbf depends on the scale (``exp(-d/D)``): at every scale the picks are float64
+    greedy's on ``1 - exp(-d/D)``, from all-ties (1e30: every similarity 0) to
+    distance-like costs (1e-30, kept by ``expm1``)."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(12, 3))
+    for scale in (1e-30, 1e-3, 1.0, 1e3, 1e30):
+        Y = X * scale
+        d = np.sqrt(((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1))
+        want = _greedy_cost64(-np.expm1(-d / 3), 1.0, 4)
+        for mode, opt, _ in SCALE_CASES[:3] + SCALE_CASES[4:]:
+            got = select(Y, 4, metric="rbf", mode=mode, optimizer=opt, device="cpu")
+            if opt != "stochastic":
+                assert got.indices.tolist() == want, (scale, mode, opt)
+            assert np.isfinite(got.objective) and np.isfinite(got.gains).all()
+        fl = FacilityLocation(Y, metric="rbf")
+        S = np.exp(-d / 3)
+        assert fl.evaluate(want) == pytest.approx(S[:, want].max(axis=1).sum(), rel=1e-6)

@@ -123,7 +123,7 @@ def vs_naive(cases: int, out: str) -> int:
         Z = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
         D64 = np.sqrt(((Z[:, None] - Z[None]) ** 2).sum(-1))
         F = prepare_features(torch.from_numpy(X), "euclidean")
-        C32 = cost_tile(F, F).numpy().astype(np.float64)
+        C32 = cost_tile(F, F).numpy().astype(np.float64) * F.cost_scale
         np.fill_diagonal(C32, 0.0)
         row = {"case": case, "n": n, "d": d, "k": k, "m0": m0, "first_differing_pick": t}
         for name, M in (("float64", D64), ("engine_float32", C32)):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from coreselect.submodular.kernels import unit_scale
+
 __all__ = ["SEGMENT", "cell_order", "unpermute"]
 
 #: segment width (columns) of the dense layout used with the cell order
@@ -46,7 +48,7 @@ def cell_order(
     ncell = max(1, n // max(1, int(cell_size)))
     if ncell == 1:
         return torch.arange(n, device=dev)
-    X = X.to(torch.float32)
+    X = unit_scale(X)[0]  # an exact power-of-two scaling: no overflow in the distances
     if metric == "cosine":
         X = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp_min(1e-12)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))

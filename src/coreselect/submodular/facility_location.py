@@ -47,7 +47,10 @@ def make_oracle(
             :class:`~coreselect.submodular.memory.DenseOracle`); ``None`` for plain rows.
 
     Returns:
-        a :class:`~coreselect.submodular.memory.CostOracle`.
+        a :class:`~coreselect.submodular.memory.CostOracle`. Its costs, ``c0`` and gains
+        are those of ``X`` divided by a power of two (exact; see
+        :func:`~coreselect.submodular.kernels.unit_scale`): multiply by its
+        ``cost_scale`` for ``X``'s units.
     """
     F = prepare_features(X, metric)
     if mode == "dense":
@@ -85,11 +88,14 @@ class FacilityLocation:
         k_neighbors: int | None = None,
     ) -> None:
         Xt = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
+        if not Xt.is_floating_point():
+            Xt = Xt.to(torch.float32)
         self.device = torch.device(device)
         self.metric = metric
         self.mode = mode
+        # float64 input stays float64 until prepare_features scales it (kernels.unit_scale)
         self.oracle = make_oracle(
-            Xt.to(self.device, torch.float32),
+            Xt.to(self.device),
             metric,
             mode,
             k_neighbors=k_neighbors if k_neighbors is not None else Xt.shape[0],
@@ -103,10 +109,11 @@ class FacilityLocation:
     @property
     def c0(self) -> float:
         """Cost of an uncovered point (similarity offset)."""
-        return self.oracle.c0
+        return self.oracle.c0 * self.oracle.cost_scale
 
     def _cover(self, S: Sequence[int]) -> torch.Tensor:
-        dcur = torch.full((self.n,), self.c0, dtype=torch.float32, device=self.device)
+        """Costs ``(n,)`` float32 to the nearest of ``S``, in the oracle's units."""
+        dcur = torch.full((self.n,), self.oracle.c0, dtype=torch.float32, device=self.device)
         for j in S:
             self.oracle.cover(int(j), dcur)
         return dcur
@@ -114,7 +121,8 @@ class FacilityLocation:
     def evaluate(self, S: Sequence[int]) -> float:
         """``F(S)`` as a float (float64 accumulation). ``S``: pool positions."""
         dcur = self._cover(S)
-        return float(self.n * self.c0 - dcur.to(torch.float64).sum().item())
+        F = float(self.n * self.oracle.c0 - dcur.to(torch.float64).sum().item())
+        return F * self.oracle.cost_scale
 
     def marginal_gains(
         self, S: Sequence[int], candidates: Sequence[int] | None = None
@@ -126,12 +134,20 @@ class FacilityLocation:
         else:
             idx = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=self.device)
             g = self.oracle.gains(idx, dcur)
-        return g.cpu().numpy()
+        return g.cpu().numpy() * self.oracle.cost_scale
 
     def maximize(self, k: int, optimizer: str = "lazy", **kwargs: object) -> GreedyResult:
-        """Run a greedy optimizer (``naive``, ``lazy``, ``stochastic``) for ``k`` picks."""
+        """Run a greedy optimizer (``naive``, ``lazy``, ``stochastic``) for ``k`` picks.
+
+        Returns:
+            :class:`~coreselect.submodular.optimizers.GreedyResult` with ``gains``
+            ``(k,)`` and ``dcur`` ``(n,)`` float64, both in ``X``'s units.
+        """
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
         if not 1 <= k <= self.n:
             raise ValueError(f"k must be in [1, {self.n}], got {k}")
-        return OPTIMIZERS[optimizer](self.oracle, k, **kwargs)
+        res = OPTIMIZERS[optimizer](self.oracle, k, **kwargs)
+        res.gains = res.gains * self.oracle.cost_scale
+        res.dcur = res.dcur.to(torch.float64) * self.oracle.cost_scale
+        return res

@@ -129,12 +129,15 @@ class GroupedDense:
         c0: ``(G,)`` uncovered cost of each pool.
         g0: ``(G, m)`` float64 empty-set gains ``n_g c0 - rowsum`` (the per-group oracle's),
             ``-inf`` on padding.
+        cost_scale: ``(G,)`` factor from each pool's costs, ``c0`` and gains to the
+            caller's units (as the per-group oracle's ``cost_scale``).
     """
 
     C: torch.Tensor
     sizes: list[int]
     c0: list[float]
     g0: torch.Tensor
+    cost_scale: list[float]
 
     @property
     def G(self) -> int:
@@ -177,6 +180,7 @@ def build_grouped_dense(
     touch = claim_fresh(dev)
     g0 = torch.full((G, m), _NEG, dtype=torch.float64, device=dev)
     c0s: list[float] = []
+    scales: list[float] = []
     for g, mem in enumerate(members):
         ng = sizes[g]
         Xg = X if ng == n else X[torch.as_tensor(np.asarray(mem), device=dev)]
@@ -187,7 +191,8 @@ def build_grouped_dense(
             C[g, ng:].zero_()
         g0[g, :ng] = ng * c0 - rowsum
         c0s.append(c0)
-    return GroupedDense(C=C, sizes=sizes, c0=c0s, g0=g0)
+        scales.append(F.cost_scale)
+    return GroupedDense(C=C, sizes=sizes, c0=c0s, g0=g0, cost_scale=scales)
 
 
 def grouped_lazy_greedy(

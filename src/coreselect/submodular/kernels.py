@@ -17,6 +17,13 @@ So ``euclidean`` is CRAIG's ``s = max_d - d``, ``rbf`` is submodlib's ``exp(-d/D
 ``sum_i max(0, dcur_i - c_ij)``, which never subtracts two large similarities (no float32
 cancellation of ``max_d - d``).
 
+Features are first scaled by a power of two so that their largest magnitude lies in
+``[0.5, 1)`` (:func:`unit_scale`): that scaling is exact in floating point, so the picks are
+those of the unscaled arithmetic, while squared distances can neither overflow float32 (inputs
+near ``1e19``) nor vanish below it (near ``1e-19``). Euclidean costs are then in those scaled
+units (:attr:`PreparedFeatures.cost_scale` converts gains back); ``rbf`` applies the scale
+inside its exponent.
+
 Distances use the Gram identity ``|a|^2 + |b|^2 - 2 a.b`` on *centred* features (smaller
 norms, less rounding), as one GEMM on Gram factors that carry the norms
 (:meth:`PreparedFeatures.factors`); the diagonal is set to exactly zero. A zero feature vector under
@@ -34,6 +41,7 @@ fault), more than the greedy gains from fewer TLB misses.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +54,7 @@ __all__ = [
     "METRICS",
     "PreparedFeatures",
     "prepare_features",
+    "unit_scale",
     "cost_tile",
     "build_dense",
     "is_symmetric",
@@ -148,13 +157,18 @@ class PreparedFeatures:
         sq: ``(n,)`` float32 squared row norms of ``X`` (all ones/zeros for cosine).
         metric: one of :data:`METRICS`.
         dim: the original feature dimension ``D`` (rbf bandwidth).
+        scale: power of two: a distance between rows of ``X`` times ``scale`` is the
+            distance between the caller's points (see :func:`unit_scale`).
     """
 
-    def __init__(self, X: torch.Tensor, sq: torch.Tensor, metric: str, dim: int) -> None:
+    def __init__(
+        self, X: torch.Tensor, sq: torch.Tensor, metric: str, dim: int, scale: float = 1.0
+    ) -> None:
         self.X = X
         self.sq = sq
         self.metric = metric
         self.dim = dim
+        self.scale = float(scale)
         self._factors: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,9 +198,51 @@ class PreparedFeatures:
         """Number of points."""
         return int(self.X.shape[0])
 
+    @property
+    def cost_scale(self) -> float:
+        """Factor from the computed costs (and gains, ``c0``) to the caller's units:
+        ``scale`` for ``euclidean``, ``1.0`` for ``rbf`` and ``cosine`` (unit-free)."""
+        return self.scale if self.metric == "euclidean" else 1.0
+
+    @property
+    def rbf_factor(self) -> float:
+        """``-scale / D``: the rbf cost is ``-expm1(rbf_factor * d)`` for a computed
+        distance ``d`` (held to the float32 range, so ``0 * factor`` stays 0)."""
+        return max(-self.scale / self.dim, -torch.finfo(torch.float32).max)
+
     def subset(self, idx: torch.Tensor) -> PreparedFeatures:
         """The prepared features of rows ``idx`` (``(m,)`` long tensor)."""
-        return PreparedFeatures(self.X[idx], self.sq[idx], self.metric, self.dim)
+        return PreparedFeatures(self.X[idx], self.sq[idx], self.metric, self.dim, self.scale)
+
+
+def unit_scale(X: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``X`` as float32, divided by the power of two ``scale`` that puts its largest
+    magnitude in ``[0.5, 1)``.
+
+    The division is exact (it only shifts exponents, computed in float64), so every later
+    float32 operation rounds as it would have on ``X`` itself, scaled by ``scale``,
+    wherever ``X`` itself stays in range: results do not change on ordinary data, and
+    features near ``1e19`` (whose squared norms overflow float32) or ``1e-19`` (whose
+    squared distances underflow) give the same picks as at unit scale.
+
+    Args:
+        X: ``(n, d)`` finite float tensor (any float dtype, any device).
+
+    Returns:
+        ``(Xs, scale)``: ``(n, d)`` float32 tensor with ``Xs * scale == X`` up to float32
+        rounding of ``X``, and ``scale`` (a float power of two; ``1.0`` for an all-zero
+        ``X``).
+    """
+    top = float(X.abs().max().item()) if X.numel() else 0.0
+    if top == 0.0 or not math.isfinite(top):
+        return X.to(torch.float32), 1.0
+    exponent = math.frexp(top)[1]  # top = f * 2**exponent, f in [0.5, 1)
+    if exponent == 0:
+        return X.to(torch.float32), 1.0
+    factor = math.ldexp(1.0, -exponent)
+    if X.dtype == torch.float64 or abs(exponent) > 125:  # factor outside float32's normals
+        return (X.to(torch.float64) * factor).to(torch.float32), math.ldexp(1.0, exponent)
+    return X.to(torch.float32) * factor, math.ldexp(1.0, exponent)
 
 
 def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
@@ -197,12 +253,13 @@ def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
         metric: one of :data:`METRICS`.
 
     Returns:
-        :class:`PreparedFeatures` with float32 ``X`` ``(n, d)`` and ``sq`` ``(n,)``.
+        :class:`PreparedFeatures` with float32 ``X`` ``(n, d)`` (divided by its
+        :func:`unit_scale` first), ``sq`` ``(n,)`` and ``scale``.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    X = X.to(torch.float32)
     dim = int(X.shape[1])
+    X, scale = unit_scale(X)
     if metric == "cosine":
         norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
         Xp = torch.where(norms > 0, X / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
@@ -210,7 +267,7 @@ def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
         Xp = X - X.mean(dim=0, keepdim=True)
     Xp = Xp.contiguous()
     sq = (Xp * Xp).sum(dim=1)
-    return PreparedFeatures(Xp, sq, metric, dim)
+    return PreparedFeatures(Xp, sq, metric, dim, scale)
 
 
 def cost_tile(
@@ -241,7 +298,7 @@ def cost_tile(
     out.clamp_(min=0.0).sqrt_()
     if A.metric == "rbf":
         # 1 - exp(-d / D) == -expm1(-d / D), accurate for small d.
-        out.mul_(-1.0 / A.dim).expm1_().neg_()
+        out.mul_(A.rbf_factor).expm1_().neg_()
     return out
 
 
@@ -309,7 +366,7 @@ def build_dense(
 
 
 def _slice(F: PreparedFeatures, s: int, e: int) -> PreparedFeatures:
-    out = PreparedFeatures(F.X[s:e], F.sq[s:e], F.metric, F.dim)
+    out = PreparedFeatures(F.X[s:e], F.sq[s:e], F.metric, F.dim, F.scale)
     L, R = F.factors()
     out._factors = (L[s:e], R[s:e])
     return out

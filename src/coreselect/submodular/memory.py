@@ -61,10 +61,13 @@ class CostOracle(abc.ABC):
         g0: ``(n,)`` float64 gains of every candidate for the empty set.
         device: torch device of all tensors.
         mode: ``"dense"``, ``"blockwise"`` or ``"knn"``.
+        cost_scale: factor from the oracle's costs, ``c0`` and gains to the caller's units
+            (:attr:`~coreselect.submodular.kernels.PreparedFeatures.cost_scale`).
     """
 
     n: int
     c0: float
+    cost_scale: float = 1.0
     g0: torch.Tensor
     device: torch.device
     mode: str
@@ -212,6 +215,7 @@ class DenseOracle(_RowOracle):
     def __init__(self, F: PreparedFeatures, batch: int = 64, segment: int | None = None) -> None:
         n = F.n
         super().__init__(n, F.X.device, batch)
+        self.cost_scale = F.cost_scale
         #: pool positions -> caller's ids, used to break exact ties (None: identity)
         self.ids: torch.Tensor | None = None
         if segment:
@@ -355,6 +359,7 @@ class BlockwiseOracle(_RowOracle):
         n = F.n
         super().__init__(n, F.X.device, batch)
         self.F = F
+        self.cost_scale = F.cost_scale
         rowsum = torch.empty(n, dtype=torch.float64, device=self.device)
         rowmax = torch.empty(n, dtype=torch.float32, device=self.device)
         for s in range(0, n, self.chunk):
@@ -412,6 +417,7 @@ class KnnOracle(CostOracle):
         n = F.n
         self.n = n
         self.device = F.X.device
+        self.cost_scale = F.cost_scale
         K = max(1, min(int(k_neighbors), n))
         self.k_neighbors = K
         nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block)
@@ -522,7 +528,7 @@ def _key_to_cost(F: PreparedFeatures, vals: torch.Tensor, sq_rows: torch.Tensor)
     else:
         cost = (vals + sq_rows.unsqueeze(1)).clamp_(min=0.0).sqrt_()
         if F.metric == "rbf":
-            cost = cost.mul_(-1.0 / F.dim).expm1_().neg_()
+            cost = cost.mul_(F.rbf_factor).expm1_().neg_()
     cost[self_mask] = 0.0
     return cost
 
@@ -573,7 +579,7 @@ def _knn_ivf(
             if len(cells) >= nprobe and have >= K:
                 break
         cand = torch.cat([order[ptr_h[c2] : ptr_h[c2 + 1]] for c2 in cells])
-        B = PreparedFeatures(X[cand], sq[cand], F.metric, F.dim)
+        B = PreparedFeatures(X[cand], sq[cand], F.metric, F.dim, F.scale)
         m = q.numel()
         key = _rank_key(F, X[q], B, torch.empty((m, cand.numel()), device=dev))
         key[:, :m].diagonal().fill_(-math.inf)  # cand starts with the cell itself

@@ -47,6 +47,10 @@ _NEG = -math.inf
 class GreedyResult:
     """Outcome of a greedy run on one pool.
 
+    ``gains`` and ``dcur`` are in the oracle's units: multiply by ``oracle.cost_scale``
+    for the caller's (:func:`~coreselect.select` and
+    :class:`~coreselect.submodular.FacilityLocation` return them converted).
+
     Attributes:
         picks: ``(k,)`` int64 tensor, pool positions in pick order.
         gains: ``(k,)`` float64 tensor of marginal gains at pick time.

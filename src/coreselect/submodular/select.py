@@ -142,7 +142,8 @@ def select(
 
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
-            fraction outside ``(0, 1]``, labels of the wrong length, unknown options.
+            fraction outside ``(0, 1]``, labels of the wrong length or with NaN, ``batch``
+            or ``k_neighbors`` below 1, a negative ``max_memory``, unknown options.
     """
     t_start = time.perf_counter()
     Xt = _as_tensor(X)
@@ -157,6 +158,12 @@ def select(
         raise ValueError(f"group_budget must be one of {', '.join(GROUP_RULES)}")
     if optimizer == "stochastic" and not 0.0 < float(epsilon) < 1.0:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    if int(batch) < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    if k_neighbors is not None and int(k_neighbors) < 1:
+        raise ValueError(f"k_neighbors must be at least 1, got {k_neighbors}")
+    if max_memory is not None and int(max_memory) < 0:
+        raise ValueError(f"max_memory must be a number of bytes >= 0, got {max_memory}")
     k = resolve_budget(budget, n)
 
     if labels is None:
@@ -166,6 +173,9 @@ def select(
         lab = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
         if lab.ndim != 1 or lab.shape[0] != n:
             raise ValueError(f"labels must have shape ({n},) to match X, got {lab.shape}")
+        if lab.dtype.kind in "fc" and np.isnan(lab).any():
+            bad = int(np.flatnonzero(np.isnan(lab))[0])
+            raise ValueError(f"labels contain NaN (first at position {bad})")
         classes, inverse = np.unique(lab, return_inverse=True)
     members = [np.flatnonzero(inverse == g) for g in range(len(classes))]
     budgets = group_budgets([m.size for m in members], k, group_budget)
@@ -219,7 +229,7 @@ def select(
         )
         _sync(dev)
         kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
-        done = dict(zip(live, zip(res_all, data.c0)))
+        done = dict(zip(live, zip(res_all, data.c0, data.cost_scale)))
         rounds = gstats["rounds"]
         del data
     for g, (mem, kg) in enumerate(zip(members, budgets)):
@@ -231,7 +241,7 @@ def select(
         _sync(dev)
         t0 = time.perf_counter()
         if g in done:
-            res, c0 = done[g]
+            res, c0, scale = done[g]
             t1 = t2 = t0
         else:
             report("kernel")
@@ -253,7 +263,7 @@ def select(
                 oracle.ids = perm
             else:
                 oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
-            c0 = oracle.c0
+            c0, scale = oracle.c0, oracle.cost_scale
             _sync(dev)
             t1 = time.perf_counter()
             kwargs = {"batch": batch} if optimizer == "lazy" else {}
@@ -274,13 +284,14 @@ def select(
             pos = assignment_from_picks(res.assign, res.picks, ng)
             cost = res.dcur
         raw = cluster_sizes(pos, kg)
-        objective += float(ng * c0 - cost.to(torch.float64).sum().item())
+        # costs and gains are in the pool's scaled units (kernels.unit_scale): * scale
+        objective += scale * float(ng * c0 - cost.to(torch.float64).sum().item())
         _sync(dev)
         t3 = time.perf_counter()
         kernel_s += t1 - t0
         greedy_s += t2 - t1
         weights_s += t3 - t2
-        streams.append((mem[res.picks.cpu().numpy()], res.gains.cpu().numpy()))
+        streams.append((mem[res.picks.cpu().numpy()], scale * res.gains.cpu().numpy()))
         raws.append(raw.cpu().numpy())
 
     idx, gains, gof = merge_by_gain(streams)
