@@ -112,3 +112,22 @@ def test_select_cli(tmp_path, capsys):
     )
     assert args.func(args) == 2
     assert "larger than the pool" in capsys.readouterr().err
+
+
+def test_select_cli_reads_a_one_array_npz(tmp_path, capsys):
+    from coreselect.submodular.cli import register
+
+    parser = argparse.ArgumentParser(prog="coreselect")
+    register(parser.add_subparsers(dest="command"))
+    X = np.random.default_rng(1).normal(size=(40, 3))
+    np.savez(tmp_path / "one.npz", features=X)
+    np.savez(tmp_path / "two.npz", a=X, b=X[:, 0])
+    out = tmp_path / "cs.npz"
+    argv = ["select", str(tmp_path / "one.npz"), "--budget", "4", "--quiet"]
+    args = parser.parse_args([*argv, "--out", str(out)])
+    assert args.func(args) == 0
+    assert "selected 4 of 40" in capsys.readouterr().out
+    argv = ["select", str(tmp_path / "two.npz"), "--budget", "4", "--quiet"]
+    args = parser.parse_args([*argv, "--out", str(out)])
+    assert args.func(args) == 2
+    assert "2 arrays (a, b)" in capsys.readouterr().err

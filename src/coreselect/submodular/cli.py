@@ -53,6 +53,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def _load_array(path: str) -> np.ndarray:
+    """The array in a ``.npy`` file, or the only array of a ``.npz`` archive."""
+    data = np.load(path, allow_pickle=False)
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if len(data.files) != 1:
+                raise ValueError(
+                    f"{path} is an .npz archive with {len(data.files)} arrays "
+                    f"({', '.join(data.files) or 'none'}); give a .npy file or a one-array .npz"
+                )
+            return data[data.files[0]]
+    return data
+
+
 def run_select(args: argparse.Namespace) -> int:
     """Run ``coreselect select``; prints count, objective, seconds (with the kernel and
     greedy phases) and mode. Returns the exit code."""
@@ -60,8 +74,8 @@ def run_select(args: argparse.Namespace) -> int:
     from coreselect.submodular.select import select
 
     try:
-        X = np.load(args.features, allow_pickle=False)
-        labels = np.load(args.labels, allow_pickle=False) if args.labels else None
+        X = _load_array(args.features)
+        labels = _load_array(args.labels) if args.labels else None
     except (OSError, ValueError) as exc:
         print(f"coreselect select: cannot read input: {exc}", file=sys.stderr)
         return 2
