@@ -382,3 +382,17 @@ def test_rbf_at_extreme_scales_matches_float64():
         fl = FacilityLocation(Y, metric="rbf")
         S = np.exp(-d / 3)
         assert fl.evaluate(want) == pytest.approx(S[:, want].max(axis=1).sum(), rel=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "rbf"])
+def test_a_common_offset_is_removed_before_float32_rounding(metric):
+    """euclidean and rbf are translation-invariant; features are centred in float64
+    before the cast to float32. Before, float64 input at an offset of 1e7 with unit
+    spread was rounded to float32 first: 5 of 100 picks in common with the offset-free
+    selection and a 9.5 % higher k-medoids cost (3 of 100 and 14.5 % at 1e9)."""
+    Z = np.random.default_rng(0).normal(size=(2000, 4))
+    ref = select(Z, 100, metric=metric, device="cpu")
+    for offset in (1e3, 1e7, 1e9):
+        got = select(Z + offset, 100, metric=metric, device="cpu")
+        assert got.indices.tolist() == ref.indices.tolist(), offset
+        np.testing.assert_allclose(got.gains, ref.gains, rtol=1e-4)

@@ -48,7 +48,7 @@ def cell_order(
     ncell = max(1, n // max(1, int(cell_size)))
     if ncell == 1:
         return torch.arange(n, device=dev)
-    X = unit_scale(X)[0]  # an exact power-of-two scaling: no overflow in the distances
+    X = unit_scale(X, centre=metric != "cosine")[0]  # as the kernels see the points
     if metric == "cosine":
         X = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp_min(1e-12)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -17,10 +17,11 @@ So ``euclidean`` is CRAIG's ``s = max_d - d``, ``rbf`` is submodlib's ``exp(-d/D
 ``sum_i max(0, dcur_i - c_ij)``, which never subtracts two large similarities (no float32
 cancellation of ``max_d - d``).
 
-Features are first scaled by a power of two so that their largest magnitude lies in
-``[0.5, 1)`` (:func:`unit_scale`): that scaling is exact in floating point, so the picks are
-those of the unscaled arithmetic, while squared distances can neither overflow float32 (inputs
-near ``1e19``) nor vanish below it (near ``1e-19``). Euclidean costs are then in those scaled
+Features are first centred in float64 (euclidean, rbf) and scaled by a power of two so
+that their largest magnitude lies in ``[0.5, 1)`` (:func:`unit_scale`): the scaling is exact
+in floating point, so scaling ``X`` changes only the units, while squared distances can
+neither overflow float32 (inputs near ``1e19``) nor vanish below it (near ``1e-19``), and a
+common offset is gone before float32 rounding. Euclidean costs are then in those scaled
 units (:attr:`PreparedFeatures.cost_scale` converts gains back); ``rbf`` applies the scale
 inside its exponent.
 
@@ -215,34 +216,43 @@ class PreparedFeatures:
         return PreparedFeatures(self.X[idx], self.sq[idx], self.metric, self.dim, self.scale)
 
 
-def unit_scale(X: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """``X`` as float32, divided by the power of two ``scale`` that puts its largest
-    magnitude in ``[0.5, 1)``.
+def unit_scale(X: torch.Tensor, centre: bool = False) -> tuple[torch.Tensor, float]:
+    """``X`` (centred when asked) as float32, divided by the power of two ``scale`` that
+    puts its largest magnitude in ``[0.5, 1)``.
 
-    The division is exact (it only shifts exponents, computed in float64), so every later
-    float32 operation rounds as it would have on ``X`` itself, scaled by ``scale``,
-    wherever ``X`` itself stays in range: results do not change on ordinary data, and
-    features near ``1e19`` (whose squared norms overflow float32) or ``1e-19`` (whose
-    squared distances underflow) give the same picks as at unit scale.
+    The work is done in float64 and the division is exact (it only shifts exponents), so
+    the float32 result is the correctly rounded ``(X - mean) / scale``: features near
+    ``1e19`` (whose squared norms would overflow float32) or ``1e-19`` (whose squared
+    distances would vanish) give the picks of unit-scale features, ``X * 2**e`` gives
+    exactly the picks of ``X``, and a large common offset (float64 input around ``1e9``
+    with unit spread) is removed before float32 rounding could erase the spread.
 
     Args:
         X: ``(n, d)`` finite float tensor (any float dtype, any device).
+        centre: subtract the column means (computed in float64).
 
     Returns:
-        ``(Xs, scale)``: ``(n, d)`` float32 tensor with ``Xs * scale == X`` up to float32
-        rounding of ``X``, and ``scale`` (a float power of two; ``1.0`` for an all-zero
-        ``X``).
+        ``(Xs, scale)``: ``(n, d)`` float32 tensor with ``Xs * scale`` equal to ``X``
+        (centred) up to float32 rounding, and ``scale`` (a float power of two; ``1.0`` for
+        an all-zero result).
     """
+    X = X.to(torch.float64)
+    exponent = _exponent(X)  # first to unit scale: the column sums cannot overflow
+    if exponent:
+        X = X * math.ldexp(1.0, -exponent)
+    if centre:
+        X = X - X.mean(dim=0, keepdim=True)
+        shift = _exponent(X)
+        if shift:
+            X = X * math.ldexp(1.0, -shift)
+        exponent += shift
+    return X.to(torch.float32), math.ldexp(1.0, exponent)
+
+
+def _exponent(X: torch.Tensor) -> int:
+    """``e`` with ``max |X|`` in ``[2**(e-1), 2**e)``; 0 for an empty or all-zero ``X``."""
     top = float(X.abs().max().item()) if X.numel() else 0.0
-    if top == 0.0 or not math.isfinite(top):
-        return X.to(torch.float32), 1.0
-    exponent = math.frexp(top)[1]  # top = f * 2**exponent, f in [0.5, 1)
-    if exponent == 0:
-        return X.to(torch.float32), 1.0
-    factor = math.ldexp(1.0, -exponent)
-    if X.dtype == torch.float64 or abs(exponent) > 125:  # factor outside float32's normals
-        return (X.to(torch.float64) * factor).to(torch.float32), math.ldexp(1.0, exponent)
-    return X.to(torch.float32) * factor, math.ldexp(1.0, exponent)
+    return math.frexp(top)[1] if top > 0.0 and math.isfinite(top) else 0
 
 
 def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
@@ -253,18 +263,16 @@ def prepare_features(X: torch.Tensor, metric: str) -> PreparedFeatures:
         metric: one of :data:`METRICS`.
 
     Returns:
-        :class:`PreparedFeatures` with float32 ``X`` ``(n, d)`` (divided by its
-        :func:`unit_scale` first), ``sq`` ``(n,)`` and ``scale``.
+        :class:`PreparedFeatures` with float32 ``X`` ``(n, d)`` (centred in float64 and
+        divided by its :func:`unit_scale`), ``sq`` ``(n,)`` and ``scale``.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     dim = int(X.shape[1])
-    X, scale = unit_scale(X)
+    Xp, scale = unit_scale(X, centre=metric != "cosine")
     if metric == "cosine":
-        norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-        Xp = torch.where(norms > 0, X / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-    else:
-        Xp = X - X.mean(dim=0, keepdim=True)
+        norms = torch.linalg.vector_norm(Xp, dim=1, keepdim=True)
+        Xp = torch.where(norms > 0, Xp / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
     Xp = Xp.contiguous()
     sq = (Xp * Xp).sum(dim=1)
     return PreparedFeatures(Xp, sq, metric, dim, scale)
