@@ -18,7 +18,10 @@ Gains are kept in float64; each carries rounding of at most ``rel_tol`` times it
 its last exact evaluation, and every candidate whose band reaches the best one's is
 re-evaluated from its row with :func:`~coreselect.submodular.optimizers.naive_greedy`'s
 arithmetic before a pick is taken, ties going to the lowest id — so the picks and the
-reported gains are naive greedy's.
+reported gains are naive greedy's. A gain evaluated exactly stays exact until a decrease
+touches it (a pick changes a gain only through a nonzero decrease), so candidates in the band
+are re-read only when touched: copies of a point, which tie exactly, are read once rather
+than once per pick.
 """
 
 from __future__ import annotations
@@ -105,6 +108,10 @@ class _Run:
         ids = oracle.ids if oracle.ids is not None else torch.arange(n)
         self.idsn = ids.numpy()
         self.seen = np.zeros(n, dtype=bool)  # candidates evaluated within one best()
+        # gains that equal an exact evaluation at the current costs, bit for bit: no
+        # decrease has touched them since (a pick changes a gain only through a nonzero
+        # decrease), so ties among them need no new evaluation
+        self.fresh = np.zeros(n, dtype=bool)
         self.gpad = torch.zeros(width, dtype=torch.float64, device=dev)
         self.g = self.gpad[:n]
         self.g.copy_(oracle.g0)
@@ -116,7 +123,9 @@ class _Run:
         self.smin = oracle._smin
 
     def reset_ref(self) -> None:
-        """All gains were just computed exactly: they are their own rounding scale."""
+        """All gains were just computed by a streaming pass: they are their own rounding
+        scale (and are re-evaluated within it before a pick)."""
+        self.fresh[:] = False
         self.grefn = np.maximum(self.gn, 0.0)
         self.gref_max = float(self.grefn.max())  # stays an upper bound
 
@@ -154,13 +163,16 @@ class _Run:
         if gn[p] == _NEG:
             raise ValueError("no candidate left")
         near = done = self._near(p)
-        seen = self.seen  # all False between calls
+        seen, fresh = self.seen, self.fresh  # seen: all False between calls
         while True:
-            exact = self.exact(near)
-            gn[near] = exact
-            self.grefn[near] = np.maximum(exact, 0.0)
+            stale = near[~fresh[near]]
+            if stale.size:
+                exact = self.exact(stale)
+                gn[stale] = exact
+                self.grefn[stale] = np.maximum(exact, 0.0)
+                fresh[stale] = True
             if done.size == 1:
-                return float(exact[0]), int(near[0])
+                return float(gn[near[0]]), int(near[0])
             seen[near] = True
             cand = self._near(int(gn.argmax()))
             near = cand[~seen[cand]]
@@ -187,6 +199,8 @@ class _Run:
             np.subtract(oldn[rrn, None], S, out=S)
             np.maximum(S, 0.0, out=S)
             np.minimum(S, (oldn - new.numpy())[rrn, None], out=S)
+            hit_r, hit_c = np.nonzero(S)  # padding columns hold +inf costs: never hit
+            self.fresh[bbn[hit_r] * seg + hit_c] = False
             self.gpad.view(nseg, seg).index_add_(
                 0, torch.from_numpy(bbn), torch.from_numpy(S.astype(np.float64)), alpha=-1.0
             )
@@ -194,7 +208,9 @@ class _Run:
         rr, bb = torch.from_numpy(rrn), torch.from_numpy(bbn)
         drop = old - new
         if total * 2 > pairs:
-            self.g -= _row_decrease(oracle, ix, old, drop)
+            dec = _row_decrease(oracle, ix, old, drop)
+            self.g -= dec
+            self.fresh[dec.numpy() > 0] = False
             self.rows_read += int(ix.numel())
             return
         if total == 0:
@@ -218,6 +234,7 @@ class _Run:
         run_blocks(chunk, range(0, total, per), oracle.workers)
         for a in accs:
             self.g -= a
+            self.fresh[a.numpy() > 0] = False
 
 
 def _row_decrease(
