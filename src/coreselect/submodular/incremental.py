@@ -73,6 +73,8 @@ def incremental_greedy(
         gain, p = run.best()
         run.gn[p] = _NEG
         run.grefn[p] = 0.0
+        if run.fresh[p]:
+            run._stale(run.fresh_ids == p)
         ix, old, new = st.accept(p, gain)
         if len(st.picks) >= k:
             st.evaluations = int(round(run.rows_read))
@@ -110,8 +112,10 @@ class _Run:
         self.seen = np.zeros(n, dtype=bool)  # candidates evaluated within one best()
         # gains that equal an exact evaluation at the current costs, bit for bit: no
         # decrease has touched them since (a pick changes a gain only through a nonzero
-        # decrease), so ties among them need no new evaluation
+        # decrease), so ties among them need no new evaluation; few at a time, so the
+        # decreases check only those (fresh_ids)
         self.fresh = np.zeros(n, dtype=bool)
+        self.fresh_ids = np.zeros(0, dtype=np.int64)
         self.gpad = torch.zeros(width, dtype=torch.float64, device=dev)
         self.g = self.gpad[:n]
         self.g.copy_(oracle.g0)
@@ -125,7 +129,8 @@ class _Run:
     def reset_ref(self) -> None:
         """All gains were just computed by a streaming pass: they are their own rounding
         scale (and are re-evaluated within it before a pick)."""
-        self.fresh[:] = False
+        self.fresh[self.fresh_ids] = False
+        self.fresh_ids = self.fresh_ids[:0]
         self.grefn = np.maximum(self.gn, 0.0)
         self.gref_max = float(self.grefn.max())  # stays an upper bound
 
@@ -171,6 +176,7 @@ class _Run:
                 gn[stale] = exact
                 self.grefn[stale] = np.maximum(exact, 0.0)
                 fresh[stale] = True
+                self.fresh_ids = np.concatenate([self.fresh_ids, stale])
             if done.size == 1:
                 return float(gn[near[0]]), int(near[0])
             seen[near] = True
@@ -182,6 +188,12 @@ class _Run:
             done = np.concatenate([done, near])
 
     # ---------------------------------------------------------------- updates
+    def _stale(self, touched: np.ndarray) -> None:
+        """Drop the fresh candidates ``fresh_ids[touched]`` (a decrease changed them)."""
+        if touched.any():
+            self.fresh[self.fresh_ids[touched]] = False
+            self.fresh_ids = self.fresh_ids[~touched]
+
     def decrease(self, ix: torch.Tensor, old: torch.Tensor, new: torch.Tensor) -> None:
         """Lower the gains by the exact effect of points ``ix`` going from cost ``old`` to
         ``new``: from the segments of their rows whose minimum is below the old cost (in
@@ -199,8 +211,10 @@ class _Run:
             np.subtract(oldn[rrn, None], S, out=S)
             np.maximum(S, 0.0, out=S)
             np.minimum(S, (oldn - new.numpy())[rrn, None], out=S)
-            hit_r, hit_c = np.nonzero(S)  # padding columns hold +inf costs: never hit
-            self.fresh[bbn[hit_r] * seg + hit_c] = False
+            if self.fresh_ids.size:
+                F = self.fresh_ids
+                hit = (S[:, F % seg] > 0) & (bbn[:, None] == (F // seg)[None, :])
+                self._stale(hit.any(axis=0))
             self.gpad.view(nseg, seg).index_add_(
                 0, torch.from_numpy(bbn), torch.from_numpy(S.astype(np.float64)), alpha=-1.0
             )
@@ -210,7 +224,7 @@ class _Run:
         if total * 2 > pairs:
             dec = _row_decrease(oracle, ix, old, drop)
             self.g -= dec
-            self.fresh[dec.numpy() > 0] = False
+            self._stale(dec.numpy()[self.fresh_ids] > 0)
             self.rows_read += int(ix.numel())
             return
         if total == 0:
@@ -234,7 +248,7 @@ class _Run:
         run_blocks(chunk, range(0, total, per), oracle.workers)
         for a in accs:
             self.g -= a
-            self.fresh[a.numpy() > 0] = False
+            self._stale(a.numpy()[self.fresh_ids] > 0)
 
 
 def _row_decrease(
