@@ -1,13 +1,16 @@
 """Same-machine A/B of `select(optimizer=...)` between this checkout and an older commit.
 
 Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--rounds 2]
-    [--threads 2] [--out benchmarks/results/engine-ab.json]
+    [--threads 2] [--data fmnist|copies|corners] [--out benchmarks/results/engine-ab.json]
 
 OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
 side (old, new), alternating, and each process times 3 calls of `select` on the same
 Fashion-MNIST features (n = 30,000, d = 64, k = 3,000): the first call is cold (fresh
-workspace), the others warm. Alternation in one session is what makes the two comparable on
-a shared VM whose speed drifts by tens of percent between runs.
+workspace), the others warm. ``--data copies`` draws the 30,000 points from the first 300
+of them (exact duplicates), ``--data corners`` keeps the signs of their first 8 coordinates
+(256 distinct binary points): inputs full of exact ties. Alternation in one session is
+what makes the two comparable on a shared VM whose speed drifts by tens of percent between
+runs.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> int:
     ap.add_argument("--optimizer", default="lazy")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", choices=("fmnist", "copies", "corners"), default="fmnist")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-ab.json"))
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
@@ -58,7 +62,12 @@ def main() -> int:
         subprocess.run(["git", "worktree", "add", "-q", str(wt), args.old], cwd=ROOT, check=True)
         try:
             feats = Path(tmp) / "X.npy"
-            np.save(feats, load_features("fmnist", 30000, 64, seed=0))
+            X = load_features("fmnist", 30000, 64, seed=0)
+            if args.data == "copies":
+                X = X[:300][np.random.default_rng(0).integers(0, 300, size=30000)]
+            elif args.data == "corners":
+                X = (X[:, :8] > 0).astype(np.float32)
+            np.save(feats, X)
             rows = []
             for r in range(args.rounds):
                 for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
@@ -80,7 +89,14 @@ def main() -> int:
             ["git", "rev-parse", args.old], cwd=ROOT, text=True
         ).strip(),
         "new_commit": new_commit.strip(),
-        "data": {"name": "fmnist", "n": 30000, "d": 64, "k": 3000, "seed": 0},
+        "data": {
+            "name": "fmnist",
+            "variant": args.data,
+            "n": 30000,
+            "d": 8 if args.data == "corners" else 64,
+            "k": 3000,
+            "seed": 0,
+        },
         "optimizer": args.optimizer,
         "threads": args.threads,
         "machine": _machine(),
