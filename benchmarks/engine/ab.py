@@ -8,7 +8,7 @@ side (old, new), alternating, and each process times 3 calls of `select` on the 
 Fashion-MNIST features (n = 30,000, d = 64, k = 3,000): the first call is cold (fresh
 workspace), the others warm. ``--data copies`` draws the 30,000 points from the first 300
 of them (exact duplicates), ``--data corners`` keeps the signs of their first 8 coordinates
-(256 distinct binary points): inputs full of exact ties. Alternation in one session is
+(248 distinct binary points): inputs full of exact ties. Alternation in one session is
 what makes the two comparable on a shared VM whose speed drifts by tens of percent between
 runs.
 """
@@ -42,32 +42,68 @@ print(json.dumps(calls))
 """
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+DATA = ("fmnist", "copies", "corners")
+
+
+def features(variant: str):
+    """The A/B input ``(30000, d)`` float32: Fashion-MNIST features (d = 64), 30,000 draws
+    from the first 300 of them (``copies``), or the signs of their first 8 coordinates
+    (``corners``, d = 8: 248 distinct points)."""
+    import numpy as np
+
+    from coreselect.bench.engine import load_features
+
+    X = load_features("fmnist", 30000, 64, seed=0)
+    if variant == "copies":
+        return X[:300][np.random.default_rng(0).integers(0, 300, size=30000)]
+    if variant == "corners":
+        return (X[:, :8] > 0).astype(np.float32)
+    return X
+
+
+def ab_parser(doc: str, rounds: int, threads: int, out: str) -> argparse.ArgumentParser:
+    """The A/B scripts' common options: OLD_COMMIT, ``--rounds``, ``--threads``, ``--data``
+    and ``--out`` (default ``benchmarks/results/<out>``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("old")
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--data", choices=DATA, default="fmnist")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results" / out))
+    return ap
+
+
+def record_header(script: str, args: argparse.Namespace) -> dict:
+    """How an A/B was made: command, both commits (the new one: HEAD), data, threads,
+    machine."""
+    from coreselect.bench.engine import _machine
+
+    old = subprocess.check_output(["git", "rev-parse", args.old], cwd=ROOT, text=True)
+    new_commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
+    d = 8 if args.data == "corners" else 64
+    return {
+        "command": f"python benchmarks/engine/{script} " + " ".join(sys.argv[1:]),
+        "old_commit": old.strip(),
+        "new_commit": new_commit.strip(),
+        "data": {"name": "fmnist", "variant": args.data, "n": 30000, "d": d, "k": 3000, "seed": 0},
+        "threads": args.threads,
+        "machine": _machine(),
+    }
+
+
+def main() -> int:
+    ap = ab_parser(__doc__, rounds=2, threads=2, out="engine-ab.json")
     ap.add_argument("--optimizer", default="lazy")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", choices=("fmnist", "copies", "corners"), default="fmnist")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-ab.json"))
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
 
-    from coreselect.bench.engine import _machine, load_features
-
-    new_commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
     with tempfile.TemporaryDirectory() as tmp:
         wt = Path(tmp) / "old"
         subprocess.run(["git", "worktree", "add", "-q", str(wt), args.old], cwd=ROOT, check=True)
         try:
             feats = Path(tmp) / "X.npy"
-            X = load_features("fmnist", 30000, 64, seed=0)
-            if args.data == "copies":
-                X = X[:300][np.random.default_rng(0).integers(0, 300, size=30000)]
-            elif args.data == "corners":
-                X = (X[:, :8] > 0).astype(np.float32)
-            np.save(feats, X)
+            np.save(feats, features(args.data))
             rows = []
             for r in range(args.rounds):
                 for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
@@ -84,22 +120,8 @@ def main() -> int:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT)
     result = {
-        "command": "python benchmarks/engine/ab.py " + " ".join(sys.argv[1:]),
-        "old_commit": subprocess.check_output(
-            ["git", "rev-parse", args.old], cwd=ROOT, text=True
-        ).strip(),
-        "new_commit": new_commit.strip(),
-        "data": {
-            "name": "fmnist",
-            "variant": args.data,
-            "n": 30000,
-            "d": 8 if args.data == "corners" else 64,
-            "k": 3000,
-            "seed": 0,
-        },
+        **record_header("ab.py", args),
         "optimizer": args.optimizer,
-        "threads": args.threads,
-        "machine": _machine(),
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -13,7 +13,6 @@ separate processes by tens of percent. Both must return the same picks. Data as 
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import statistics
@@ -24,35 +23,24 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from ab import ab_parser, features, record_header  # noqa: E402  (the A/B inputs, shared with ab.py)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("old")
-    ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--data", choices=("fmnist", "copies", "corners"), default="fmnist")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/engine-ab-greedy.json"))
+    ap = ab_parser(__doc__, rounds=12, threads=1, out="engine-ab-greedy.json")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    import numpy as np
     import torch
 
-    from coreselect.bench.engine import _machine, load_features
     from coreselect.submodular import incremental as new
     from coreselect.submodular.cells import SEGMENT, cell_order
     from coreselect.submodular.facility_location import make_oracle
 
     torch.set_num_threads(args.threads)
-    X = load_features("fmnist", 30000, 64, seed=0)
-    if args.data == "copies":
-        X = X[:300][np.random.default_rng(0).integers(0, 300, size=30000)]
-    elif args.data == "corners":
-        X = (X[:, :8] > 0).astype(np.float32)
-    Xt = torch.from_numpy(X)
+    Xt = torch.from_numpy(features(args.data))
     oracle = make_oracle(Xt[cell_order(Xt, SEGMENT)], "euclidean", "dense", segment=SEGMENT)
 
-    new_commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
     times: dict[str, list[float]] = {"old": [], "new": []}
     evaluations = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,14 +65,7 @@ def main() -> int:
                 raise SystemExit("the two greedy loops returned different picks")
             print(r, {s: round(v[-1], 2) for s, v in times.items()}, flush=True)
     result = {
-        "command": "python benchmarks/engine/ab_greedy.py " + " ".join(sys.argv[1:]),
-        "old_commit": subprocess.check_output(
-            ["git", "rev-parse", args.old], cwd=ROOT, text=True
-        ).strip(),
-        "new_commit": new_commit.strip(),
-        "data": {"name": "fmnist", "variant": args.data, "n": 30000, "k": 3000, "seed": 0},
-        "threads": args.threads,
-        "machine": _machine(),
+        **record_header("ab_greedy.py", args),
         "greedy_s": times,
         "median_s": {s: statistics.median(v) for s, v in times.items()},
         "evaluations": evaluations,
