@@ -34,6 +34,7 @@ X = np.random.default_rng(0).normal(size=(20, 3))
         ({"budget": 5, "batch": 0}, "batch must be at least 1"),
         ({"budget": 5, "mode": "knn", "k_neighbors": 0}, "k_neighbors must be at least 1"),
         ({"budget": 5, "labels": np.r_[np.zeros(10), np.full(10, np.nan)]}, "NaN .*position 10"),
+        ({"budget": 5, "labels": np.array(["a", None] * 10, dtype=object)}, "one comparable type"),
     ],
 )
 def test_bad_arguments(kwargs, match):

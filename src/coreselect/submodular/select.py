@@ -142,7 +142,8 @@ def select(
 
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
-            fraction outside ``(0, 1]``, labels of the wrong length or with NaN, ``batch``
+            fraction outside ``(0, 1]``, labels of the wrong length, with NaN or of mixed
+            types, ``batch``
             or ``k_neighbors`` below 1, a negative ``max_memory``, unknown options.
     """
     t_start = time.perf_counter()
@@ -176,7 +177,10 @@ def select(
         if lab.dtype.kind in "fc" and np.isnan(lab).any():
             bad = int(np.flatnonzero(np.isnan(lab))[0])
             raise ValueError(f"labels contain NaN (first at position {bad})")
-        classes, inverse = np.unique(lab, return_inverse=True)
+        try:
+            classes, inverse = np.unique(lab, return_inverse=True)
+        except TypeError as exc:  # e.g. an object array mixing str, int or None
+            raise ValueError(f"labels must be of one comparable type: {exc}") from exc
     members = [np.flatnonzero(inverse == g) for g in range(len(classes))]
     budgets = group_budgets([m.size for m in members], k, group_budget)
 
