@@ -99,3 +99,15 @@ def test_merge_by_gain_is_stable_and_keeps_group_order():
     c = (np.array([7, 8]), np.array([1.0, 2.0]))
     idx, _, _ = merge_by_gain([c, (np.array([9]), np.array([1.5]))])
     assert idx.tolist() == [9, 7, 8]
+
+
+def test_facility_location_checks_its_features_as_select_does():
+    from coreselect.submodular import FacilityLocation
+
+    Y = X.copy()
+    Y[4, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf.*row 4"):
+        FacilityLocation(Y)
+    with pytest.raises(ValueError, match="X must be a 2-D array"):
+        FacilityLocation(np.zeros(5))
+    assert FacilityLocation(X > 0).evaluate([0, 1]) > 0

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from coreselect.submodular.inputs import as_features
 from coreselect.submodular.kernels import prepare_features
 from coreselect.submodular.memory import (
     BlockwiseOracle,
@@ -87,9 +88,7 @@ class FacilityLocation:
         device: str | torch.device = "cpu",
         k_neighbors: int | None = None,
     ) -> None:
-        Xt = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
-        if not Xt.is_floating_point():
-            Xt = Xt.to(torch.float32)
+        Xt = as_features(X)
         self.device = torch.device(device)
         self.metric = metric
         self.mode = mode

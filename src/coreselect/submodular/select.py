@@ -12,6 +12,7 @@ from coreselect.coreset import Coreset
 from coreselect.submodular import grouped as _grouped
 from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
+from coreselect.submodular.inputs import as_features
 from coreselect.submodular.kernels import METRICS, available_memory, prepare_features
 from coreselect.submodular.memory import dense_bytes
 from coreselect.submodular.optimizers import OPTIMIZERS, GreedyResult
@@ -46,34 +47,6 @@ def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> 
     memory available on ``device``), else ``knn``."""
     limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
     return "dense" if dense_bytes(n) <= limit else "knn"
-
-
-def _as_tensor(X: object) -> torch.Tensor:
-    if torch.is_tensor(X):
-        T = X.detach()
-    else:
-        try:
-            arr = np.asarray(X)
-        except (TypeError, ValueError) as exc:  # ragged input
-            raise ValueError(f"X must be a 2-D numeric array (n, d): {exc}") from exc
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-        ):
-            raise ValueError(f"X must be a 2-D numeric array (n, d), got dtype {arr.dtype}")
-        T = torch.from_numpy(np.ascontiguousarray(arr))
-    if T.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n, d), got shape {tuple(T.shape)}")
-    if T.shape[0] < 1 or T.shape[1] < 1:
-        raise ValueError(f"X must have at least one row and one column, got shape {tuple(T.shape)}")
-    if T.is_complex():
-        raise ValueError("X must be real-valued, got a complex array")
-    if not T.is_floating_point():
-        T = T.to(torch.float32)
-    finite = torch.isfinite(T).all(dim=1)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0, 0])
-        raise ValueError(f"X contains NaN or inf values (first at row {bad})")
-    return T
 
 
 def _sync(device: torch.device) -> None:
@@ -147,7 +120,7 @@ def select(
             or ``k_neighbors`` below 1, a negative ``max_memory``, unknown options.
     """
     t_start = time.perf_counter()
-    Xt = _as_tensor(X)
+    Xt = as_features(X)
     n, d = int(Xt.shape[0]), int(Xt.shape[1])
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
