@@ -111,3 +111,28 @@ def test_facility_location_checks_its_features_as_select_does():
     with pytest.raises(ValueError, match="X must be a 2-D array"):
         FacilityLocation(np.zeros(5))
     assert FacilityLocation(X > 0).evaluate([0, 1]) > 0
+
+
+def test_greedy_budgets_and_positions_are_checked():
+    import torch
+
+    from coreselect.submodular import (
+        FacilityLocation,
+        lazy_greedy,
+        naive_greedy,
+        stochastic_greedy,
+    )
+    from coreselect.submodular.facility_location import make_oracle
+
+    oracle = make_oracle(torch.as_tensor(X, dtype=torch.float32))
+    for greedy in (lazy_greedy, naive_greedy, stochastic_greedy):
+        for k in (0, 21, -1, 2.0):  # before: 1, 21 or 0 picks, or a ZeroDivisionError
+            with pytest.raises(ValueError, match=r"k must be an int in \[1, 20\]"):
+                greedy(oracle, k)
+    fl = FacilityLocation(X)
+    for S in ([20], [-1], [0.5]):  # before: an IndexError, or -1 read as the last point
+        with pytest.raises(ValueError, match="S "):
+            fl.evaluate(S)
+    with pytest.raises(ValueError, match="candidates"):
+        fl.marginal_gains([0], candidates=[3, 25])
+    assert fl.evaluate([]) == pytest.approx(0.0, abs=1e-9)

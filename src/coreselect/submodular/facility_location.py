@@ -110,10 +110,21 @@ class FacilityLocation:
         """Cost of an uncovered point (similarity offset)."""
         return self.oracle.c0 * self.oracle.cost_scale
 
+    def _positions(self, S: Sequence[int], name: str) -> np.ndarray:
+        """``S`` as int64 pool positions, each in ``[0, n)`` (a ValueError otherwise)."""
+        pos = np.asarray(S)
+        if pos.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if pos.ndim != 1 or not np.issubdtype(pos.dtype, np.integer):
+            raise ValueError(f"{name} must be a 1-D sequence of int positions, got {S!r}")
+        if pos.min() < 0 or pos.max() >= self.n:
+            raise ValueError(f"{name} holds positions outside [0, {self.n}): {S!r}")
+        return pos.astype(np.int64)
+
     def _cover(self, S: Sequence[int]) -> torch.Tensor:
         """Costs ``(n,)`` float32 to the nearest of ``S``, in the oracle's units."""
         dcur = torch.full((self.n,), self.oracle.c0, dtype=torch.float32, device=self.device)
-        for j in S:
+        for j in self._positions(S, "S"):
             self.oracle.cover(int(j), dcur)
         return dcur
 
@@ -131,7 +142,8 @@ class FacilityLocation:
         if candidates is None:
             g = self.oracle.gains_all(dcur)
         else:
-            idx = torch.as_tensor(np.asarray(candidates, dtype=np.int64), device=self.device)
+            pos = self._positions(candidates, "candidates")
+            idx = torch.as_tensor(pos, device=self.device)
             g = self.oracle.gains(idx, dcur)
         return g.cpu().numpy() * self.oracle.cost_scale
 

@@ -66,7 +66,7 @@ def incremental_greedy(
         )
     if not oracle.symmetric:
         raise ValueError("incremental_greedy needs a bitwise symmetric matrix (use lazy_greedy)")
-    st = _State(oracle, on_pick)
+    st = _State(oracle, k, on_pick)
     n = oracle.n
     run = _Run(oracle, st, rel_tol)
     while True:

@@ -72,8 +72,12 @@ OnPick = Callable[[int], None]
 
 
 class _State:
-    def __init__(self, oracle: CostOracle, on_pick: OnPick | None = None) -> None:
+    """One greedy run's picks, gains and costs, for a budget of ``k`` picks (checked)."""
+
+    def __init__(self, oracle: CostOracle, k: int, on_pick: OnPick | None = None) -> None:
         n = oracle.n
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+            raise ValueError(f"k must be an int in [1, {n}] (the pool size), got {k!r}")
         dev = oracle.device
         self.oracle = oracle
         self.dcur = torch.full((n,), float(oracle.c0), dtype=torch.float32, device=dev)
@@ -165,7 +169,7 @@ def naive_greedy(
     Returns:
         :class:`GreedyResult`.
     """
-    st = _State(oracle, on_pick)
+    st = _State(oracle, k, on_pick)
     n = oracle.n
     ar = torch.arange(n, device=oracle.device)
     g = oracle.g0.clone()
@@ -210,7 +214,7 @@ def lazy_greedy(
         from coreselect.submodular.incremental import incremental_greedy
 
         return incremental_greedy.__wrapped__(oracle, k, on_pick=on_pick)
-    st = _State(oracle, on_pick)
+    st = _State(oracle, k, on_pick)
     n = oracle.n
     dev = oracle.device
     ub = oracle.g0.clone()  # exact for the empty set
@@ -348,7 +352,7 @@ def stochastic_greedy(
     """
     if not 0.0 < epsilon < 1.0:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
-    st = _State(oracle, on_pick)
+    st = _State(oracle, k, on_pick)
     n = oracle.n
     dev = oracle.device
     gen = torch.Generator(device=dev)
