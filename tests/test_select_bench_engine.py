@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -147,3 +148,25 @@ def test_apricot64_mt_anchor_gives_numba_the_threads_and_holds_blas_to_one(tmp_p
         assert key in res["ratios"], key
     # the 1-thread float64 ratios are not taken from these rows
     assert "lazy_vs_apricot_features_f64_cold_1thread" not in res["ratios"]
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--n", "0"], "--n must be at least 1"),
+        (["--d", "0"], "--d must be at least 1"),
+        (["--fraction", "2"], r"--fraction must be in \(0, 1\]"),
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--epsilon", "0"], "--epsilon must be in"),
+        (["--ours", "lazy,bogus"], "unknown --ours entry 'bogus'"),
+    ],
+)
+def test_bad_bench_arguments_exit_2_before_any_work(tmp_path, capsys, flags, needle):
+    """Before, these raised ZeroDivisionError or KeyError, or wrote a result anyway."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="suite"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(["engine", *flags, "--out", str(out)])
+    assert args.func(args) == 2
+    assert re.search(needle, capsys.readouterr().err)
+    assert not out.exists()

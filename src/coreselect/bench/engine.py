@@ -492,7 +492,7 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     p.add_argument(
         "--ours",
         default="lazy,stochastic,knn",
-        help="coreselect configurations: lazy, stochastic, knn, blockwise, naive",
+        help="coreselect configurations: " + ", ".join(OURS),
     )
     p.add_argument("--epsilon", type=float, default=0.01, help="coreselect stochastic epsilon")
     p.add_argument("--anchor-epsilon", type=float, default=0.1, help="anchors' stochastic eps")
@@ -508,16 +508,43 @@ def register(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     return p
 
 
+#: ``--ours`` names -> (optimizer, memory mode)
+OURS = {
+    "lazy": ("lazy", "dense"),
+    "stochastic": ("stochastic", "dense"),
+    "knn": ("lazy", "knn"),
+    "blockwise": ("lazy", "blockwise"),
+    "naive": ("naive", "dense"),
+}
+
+
+def _bad_arguments(args: argparse.Namespace, compare: list[str], ours: list[str]) -> str | None:
+    """What is wrong with the bench's arguments, or None."""
+    checks = [
+        (args.n >= 1, f"--n must be at least 1, got {args.n}"),
+        (args.d >= 1, f"--d must be at least 1, got {args.d}"),
+        (0.0 < args.fraction <= 1.0, f"--fraction must be in (0, 1], got {args.fraction}"),
+        (args.threads >= 1, f"--threads must be at least 1, got {args.threads}"),
+        (args.repeats >= 0 and args.anchor_repeats >= 0, "--repeats must be >= 0"),
+        (0.0 < args.epsilon < 1.0, f"--epsilon must be in (0, 1), got {args.epsilon}"),
+        (0.0 < args.anchor_epsilon < 1.0, "--anchor-epsilon must be in (0, 1)"),
+        (args.timeout > 0, f"--timeout must be positive, got {args.timeout}"),
+    ]
+    checks += [(c in ANCHORS, f"unknown anchor {c!r} ({', '.join(ANCHORS)})") for c in compare]
+    checks += [(o in OURS, f"unknown --ours entry {o!r} ({', '.join(OURS)})") for o in ours]
+    return next((msg for ok, msg in checks if not ok), None)
+
+
 def run_engine_bench(args: argparse.Namespace) -> int:
     """Run the engine benchmark and write ``args.out`` (JSON). Returns an exit code."""
     n, d = args.n, args.d
-    k = max(1, min(n, int(math.floor(args.fraction * n + 0.5))))
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
     ours = [c.strip() for c in args.ours.split(",") if c.strip()]
-    for c in compare:
-        if c not in ANCHORS:
-            print(f"unknown anchor {c!r} ({', '.join(ANCHORS)})", file=sys.stderr)
-            return 2
+    problem = _bad_arguments(args, compare, ours)
+    if problem:
+        print(f"coreselect bench engine: {problem}", file=sys.stderr)
+        return 2
+    k = max(1, min(n, int(math.floor(args.fraction * n + 0.5))))
     X = load_features(args.data, n, d, seed=args.seed, data_dir=args.data_dir)
     tmp = Path(tempfile.mkdtemp(prefix="coreselect-bench-"))
     feat = tmp / "X.npy"
@@ -533,15 +560,8 @@ def run_engine_bench(args: argparse.Namespace) -> int:
 
     configs: list[dict] = []
     T = args.threads
-    ours_modes = {
-        "lazy": ("lazy", "dense"),
-        "stochastic": ("stochastic", "dense"),
-        "knn": ("lazy", "knn"),
-        "blockwise": ("lazy", "blockwise"),
-        "naive": ("naive", "dense"),
-    }
     for name in ours:
-        opt, mode = ours_modes[name]
+        opt, mode = OURS[name]
         eps = args.epsilon if opt == "stochastic" else None
         apricot = any(c.startswith("apricot") for c in compare)
         threads = [T] + ([1] if apricot and name in ("lazy", "stochastic") and T != 1 else [])
