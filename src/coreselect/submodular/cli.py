@@ -34,11 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Greedy facility-location selection on FEATURES.npy (n x d); writes a "
         "coreset .npz (indices, weights, gains, objective, meta).",
     )
-    p.add_argument("features", type=Path, help="(n, d) float array saved with numpy.save")
+    p.add_argument(
+        "features", type=Path, help="(n, d) float array: a .npy, or an .npz holding one array"
+    )
     p.add_argument(
         "--budget", type=_budget, required=True, help="count (int) or fraction in (0, 1]"
     )
-    p.add_argument("--labels", type=Path, default=None, help="(n,) labels .npy: per-group budgets")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="(n,) labels (.npy or one-array .npz): per-group budgets",
+    )
     p.add_argument("--metric", default="euclidean", choices=["euclidean", "rbf", "cosine"])
     p.add_argument("--optimizer", default="lazy", choices=["lazy", "naive", "stochastic"])
     p.add_argument("--epsilon", type=float, default=0.01, help="stochastic greedy epsilon")
