@@ -156,8 +156,6 @@ class FacilityLocation:
         """
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
-        if not 1 <= k <= self.n:
-            raise ValueError(f"k must be in [1, {self.n}], got {k}")
         res = OPTIMIZERS[optimizer](self.oracle, k, **kwargs)
         res.gains = res.gains * self.oracle.cost_scale
         res.dcur = res.dcur.to(torch.float64) * self.oracle.cost_scale

@@ -116,8 +116,8 @@ def select(
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
             fraction outside ``(0, 1]``, labels of the wrong length, with NaN or of mixed
-            types, ``batch``
-            or ``k_neighbors`` below 1, a negative ``max_memory``, unknown options.
+            types, ``batch`` or ``k_neighbors`` below 1, a negative ``max_memory``,
+            unknown options.
     """
     t_start = time.perf_counter()
     Xt = as_features(X)
