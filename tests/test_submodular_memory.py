@@ -1,4 +1,5 @@
-"""kNN kernel construction, workspace reuse and the select CLI."""
+"""kNN kernel construction, recomputed (blockwise) rows, the dense build's tiles, workspace
+reuse and the select CLI."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import torch
 
 from coreselect import Coreset, select
 from coreselect.submodular.kernels import (
+    TILE_MIN_ROWS,
+    _block_bounds,
+    build_dense,
     cost_tile,
     free_workspace,
+    is_symmetric,
     prepare_features,
     workspace,
     workspace_bytes,
 )
-from coreselect.submodular.memory import KnnOracle
+from coreselect.submodular.memory import BlockwiseOracle, KnnOracle
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -59,6 +64,53 @@ def test_knn_quality_and_exact_weights(device):
     assert knn.meta["mode"] == "knn"
     assert knn.weights.sum() == pytest.approx(600)
     assert knn.objective >= 0.98 * exact.objective
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "rbf", "cosine"])
+def test_a_blockwise_row_does_not_depend_on_the_rows_computed_with_it(metric):
+    # a 1- or 2-row product takes another BLAS path (MKL: GEMV) and rounded differently:
+    # before, the row read for a pick (one row) differed from the same row in a gain block
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(700, 12, generator=gen)
+    o = BlockwiseOracle(prepare_features(X, metric))
+    dcur = torch.full((700,), float(o.c0)) * 0.7
+    for p in (0, 5, 333, 699):
+        block = torch.arange(max(0, p - 5), min(700, p + 20))
+        rows = o.rows_into(block, torch.empty(o.chunk, 700))
+        assert torch.equal(o.row(p), rows[int((block == p).nonzero())])
+        one = o.gains(torch.tensor([p]), dcur)
+        assert torch.equal(one, o.gains(block, dcur)[block == p])
+        assert torch.equal(one, o.gains_all(dcur)[p : p + 1])
+
+
+@pytest.mark.parametrize("kind", ["copies", "binary"])
+def test_blockwise_lazy_equals_naive_on_exact_ties(kind):
+    # copies of a point tie exactly only when their rows round alike: before, 10 of 18
+    # such pools (1,500 points, Fashion-MNIST copies or binary corners) parted at a tie
+    rng = np.random.default_rng(4)
+    if kind == "copies":
+        X = rng.normal(size=(40, 8))[rng.integers(0, 40, 600)]
+    else:
+        X = (rng.normal(size=(600, 6)) > 0).astype(np.float64)
+    a = select(X, 150, mode="blockwise", optimizer="lazy")
+    b = select(X, 150, mode="blockwise", optimizer="naive")
+    assert a.indices.tolist() == b.indices.tolist()
+    assert np.array_equal(a.gains, b.gains)
+
+
+def test_the_dense_build_has_no_short_tail_block():
+    # a tail block of one row was a one-row product (MKL: GEMV) that rounded unlike its
+    # column: the matrix was not symmetric, and lazy fell back to the slower batched greedy
+    for n, rows in ((1025, 64), (1026, 64), (1031, 64), (64, 64), (5, 64), (20, 3)):
+        bounds = _block_bounds(n, rows)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert all(e - s >= min(n, rows, TILE_MIN_ROWS) for s, e in bounds)
+    gen = torch.Generator().manual_seed(0)
+    F = prepare_features(torch.randn(1025, 10, generator=gen), "euclidean")
+    C = torch.empty(1025, 1025)
+    build_dense(F, C, block_rows=64)
+    assert torch.equal(C, C.T) and is_symmetric(C)
 
 
 def test_workspace_is_reused_and_freed():

@@ -310,12 +310,30 @@ def cost_tile(
     return out
 
 
+#: fewest rows of a GEMM tile of the dense build: a BLAS takes other code paths for very
+#: short products (on this project's MKL, 1 and 2 rows round differently from 3 or more),
+#: which would make the tail block's rows round unlike their columns (not symmetric)
+TILE_MIN_ROWS = 8
+
+
 def _rows_per_block(n: int, device: torch.device) -> int:
-    """Rows per tile so that one tile stays cache-resident on CPU (~2 MiB)."""
+    """Rows per tile so that one tile stays cache-resident on CPU (~4 MiB), at least
+    :data:`TILE_MIN_ROWS` (or ``n``)."""
     if device.type != "cpu":
-        return max(1, min(n, (256 << 20) // max(4 * n, 1)))
-    rows = (4 << 20) // max(4 * n, 1)
-    return max(1, min(n, rows - rows % 8 if rows >= 16 else rows))
+        rows = (256 << 20) // max(4 * n, 1)
+    else:
+        rows = (4 << 20) // max(4 * n, 1)
+        rows = rows - rows % 8 if rows >= 16 else rows
+    return max(1, min(n, max(TILE_MIN_ROWS, rows)))
+
+
+def _block_bounds(n: int, rows: int) -> list[tuple[int, int]]:
+    """Row ranges ``[(start, end), ...]`` of ``rows`` rows covering ``0..n``; a tail shorter
+    than :data:`TILE_MIN_ROWS` joins the block before it."""
+    bounds = [(s, min(s + rows, n)) for s in range(0, n, rows)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < TILE_MIN_ROWS:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def build_dense(
@@ -353,8 +371,10 @@ def build_dense(
     rowsum = torch.empty(n, dtype=torch.float32, device=dev)
     rowmax = torch.empty(n, dtype=torch.float32, device=dev)
 
+    ends = dict(_block_bounds(n, bs))
+
     def block(s: int, _w: int) -> None:
-        e = min(s + bs, n)
+        e = ends[s]
         full = out[s:e]
         blk = full[:, :n]
         if touch:
@@ -368,7 +388,7 @@ def build_dense(
             full[:, n:] = float("inf")
             torch.amin(full.view(e - s, segment_min.shape[1], -1), dim=2, out=segment_min[s:e])
 
-    run_blocks(block, range(0, n, bs), cpu_workers(dev))
+    run_blocks(block, list(ends), cpu_workers(dev))
     c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0
     return rowsum.to(torch.float64), c0
 

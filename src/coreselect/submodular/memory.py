@@ -71,7 +71,10 @@ class CostOracle(abc.ABC):
     g0: torch.Tensor
     device: torch.device
     mode: str
-    #: True when :meth:`rows` is available (dense rows for batched updates).
+    #: True when ``entries(rows, cols)`` reads stored costs (the dense matrix): the batched
+    #: acceptance of :func:`~coreselect.submodular.optimizers.lazy_greedy` updates its
+    #: block's gains from them. A recomputed tile of another shape may round differently
+    #: from the rows the gains are computed from, so ``blockwise`` has none.
     has_rows: bool = False
     #: True for a segmented dense matrix on CPU: :meth:`DenseOracle.gains_skipping` and
     #: :class:`SegmentCosts` are available.
@@ -129,17 +132,15 @@ class CostOracle(abc.ABC):
 class _RowOracle(CostOracle):
     """Shared gain code for oracles that can produce dense cost rows."""
 
-    has_rows = True
-
-    def __init__(self, n: int, device: torch.device, batch: int = 64) -> None:
+    def __init__(self, n: int, device: torch.device, batch: int = 64, min_rows: int = 1) -> None:
         self.n = n
         self.device = device
         self.batch = batch
         # rows per arithmetic chunk: ~1 MiB on CPU so the temporaries stay in cache
         if device.type == "cpu":
-            self.chunk = max(1, min(batch, (1 << 20) // max(4 * n, 1)))
+            self.chunk = max(min_rows, min(batch, (1 << 20) // max(4 * n, 1)))
         else:
-            self.chunk = batch
+            self.chunk = max(min_rows, batch)
         # worker threads for multi-chunk evaluations (each with its own scratch)
         self.workers = cpu_workers(device)
         self._scratch = [
@@ -186,10 +187,6 @@ class _RowOracle(CostOracle):
         run_blocks(chunk, range(0, m, b), self.workers)
         return out
 
-    @abc.abstractmethod
-    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Costs ``c[rows][:, cols]`` as a ``(len(rows), len(cols))`` tensor."""
-
     def row(self, p: int) -> torch.Tensor:
         """Cost row ``p`` as an ``(n,)`` tensor (may be a view or a scratch buffer)."""
         return self.column(p)[1]
@@ -211,6 +208,7 @@ class DenseOracle(_RowOracle):
     """
 
     mode = "dense"
+    has_rows = True
 
     def __init__(self, F: PreparedFeatures, batch: int = 64, segment: int | None = None) -> None:
         n = F.n
@@ -348,46 +346,56 @@ class SegmentCosts:
 class BlockwiseOracle(_RowOracle):
     """Recomputes cost rows from the features on demand; ``O(n * batch)`` memory.
 
+    Every row is computed inside a tile of the same shape (``chunk`` rows, at least
+    :attr:`TILE_MIN` and padded when fewer are asked for), so a row's costs do not depend on
+    which rows were computed with it. A BLAS takes other code paths for other shapes (on
+    this project's MKL a 1- or 2-row product rounds differently from a taller one): rows of
+    varying height made exact copies tie in one evaluation and not in the next, and ``lazy``
+    broke ties differently from ``naive``.
+
     Args:
         F: prepared features (``n`` points).
-        batch: rows per recomputed tile.
+        batch: rows per recomputed tile (at most; ~1 MiB of costs on CPU).
     """
 
     mode = "blockwise"
+    #: fewest rows of a recomputed tile (also the height of the one-row reads' tile)
+    TILE_MIN = 8
 
     def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
         n = F.n
-        super().__init__(n, F.X.device, batch)
+        super().__init__(n, F.X.device, batch, min_rows=min(self.TILE_MIN, n))
         self.F = F
         self.cost_scale = F.cost_scale
-        rowsum = torch.empty(n, dtype=torch.float64, device=self.device)
+        rowsum = torch.empty(n, dtype=torch.float32, device=self.device)
         rowmax = torch.empty(n, dtype=torch.float32, device=self.device)
-        for s in range(0, n, self.chunk):
+
+        def sums(s: int, w: int) -> None:
+            # row sums and maxima as the dense build takes them (float32 cascade sums)
             e = min(s + self.chunk, n)
-            R = self.rows_into(torch.arange(s, e, device=self.device), self._rows)
-            torch.sum(R, dim=1, dtype=torch.float64, out=rowsum[s:e])
+            R = self.rows_into(torch.arange(s, e, device=self.device), self._scratch[w][0])
+            torch.sum(R, dim=1, out=rowsum[s:e])
             torch.amax(R, dim=1, out=rowmax[s:e])
+
+        run_blocks(sums, range(0, n, self.chunk), self.workers)
         self.c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0
-        self.g0 = n * self.c0 - rowsum
-        self._col = torch.empty((1, n), dtype=torch.float32, device=self.device)
+        self.g0 = n * self.c0 - rowsum.to(torch.float64)
+        self._col = torch.empty((self.chunk, n), dtype=torch.float32, device=self.device)
 
     def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Recompute cost rows ``idx`` ``(m,)`` into ``out[:m]`` (``(m, n)``)."""
+        """Recompute cost rows ``idx`` ``(m,)``, ``m <= chunk``, into ``out[:m]`` (``out``
+        has ``chunk`` rows: the tile is padded to that height)."""
         m = int(idx.numel())
-        R = cost_tile(self.F.subset(idx), self.F, out=out[:m])
-        R[torch.arange(m, device=self.device), idx] = 0.0
-        return R
+        if m < self.chunk:
+            idx = torch.cat([idx, idx[-1:].expand(self.chunk - m)])
+        T = cost_tile(self.F.subset(idx), self.F, out=out[: self.chunk])
+        T[torch.arange(self.chunk, device=self.device), idx] = 0.0
+        return T[:m]
 
     def column(self, p: int) -> tuple[None, torch.Tensor]:
         """All points, with their recomputed costs to ``p``."""
         idx = torch.tensor([p], device=self.device)
         return None, self.rows_into(idx, self._col)[0]
-
-    def entries(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Recomputed costs ``c[rows][:, cols]`` ``(len(rows), len(cols))``."""
-        T = cost_tile(self.F.subset(rows), self.F.subset(cols))
-        T[rows.unsqueeze(1) == cols.unsqueeze(0)] = 0.0
-        return T
 
 
 class KnnOracle(CostOracle):

@@ -7,9 +7,10 @@ vector of gain upper bounds, and the picks so far — and break ties by the lowe
 * :func:`lazy_greedy` — exact lazy greedy (Minoux): stale gains are upper bounds
   (submodularity). Each round evaluates the top-``B`` bounds at once as one gathered block
   of cost rows; the best exact gain is accepted when it beats every bound left outside the
-  block. After a pick, the rest of the block is updated incrementally from the points whose
-  cost changed, and further picks from the block are accepted while provably safe. ``B``
-  adapts (grows when a round fails to certify). Returns exactly the naive greedy's picks.
+  block. After a pick on a stored (dense) matrix, the rest of the block is updated
+  incrementally from the points whose cost changed, and further picks from the block are
+  accepted while provably safe. ``B`` adapts (grows when a round fails to certify).
+  Returns exactly the naive greedy's picks.
 * :func:`stochastic_greedy` — lazier-than-lazy greedy (Mirzasoleiman et al., 2015): each
   step draws ``ceil((n / k) * log(1 / epsilon))`` candidates (seeded) and takes the best of
   them; inside the sample, candidates are evaluated in order of their stale bounds and the
