@@ -1,16 +1,17 @@
 """Same-machine A/B of `select(optimizer=...)` between this checkout and an older commit.
 
-Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--rounds 2]
-    [--threads 2] [--data fmnist|copies|corners] [--out benchmarks/results/engine-ab.json]
+Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--mode auto] [--rounds 2]
+    [--threads 2] [--data fmnist|copies|corners] [--n 30000] [--k 3000] [--calls 3]
+    [--out benchmarks/results/engine-ab.json]
 
 OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
-side (old, new), alternating, and each process times 3 calls of `select` on the same
-Fashion-MNIST features (n = 30,000, d = 64, k = 3,000): the first call is cold (fresh
-workspace), the others warm. ``--data copies`` draws the 30,000 points from the first 300
-of them (exact duplicates), ``--data corners`` keeps the signs of their first 8 coordinates
-(248 distinct binary points): inputs full of exact ties. Alternation in one session is
-what makes the two comparable on a shared VM whose speed drifts by tens of percent between
-runs.
+side (old, new), alternating, and each process times ``--calls`` calls of `select` (in
+``--mode``) on the same Fashion-MNIST features (n = 30,000, d = 64, k = 3,000 unless
+``--n``/``--k`` say otherwise): the first call is cold (fresh workspace), the others warm.
+``--data copies`` draws the n points from the first 300 of them (exact duplicates),
+``--data corners`` keeps the signs of their first 8 coordinates (248 distinct binary points
+at n = 30,000): inputs full of exact ties. Alternation in one session is what makes the two
+comparable on a shared VM whose speed drifts by tens of percent between runs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import coreselect
 from coreselect.submodular.select import select
 torch.set_num_threads(int(sys.argv[3]))
 X = np.load(sys.argv[1])
+k, ncalls, mode = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 calls = []
-for _ in range(3):
+for _ in range(ncalls):
     t = time.perf_counter()
-    cs = select(X, 3000, optimizer=sys.argv[2], epsilon=0.01, seed=0)
+    cs = select(X, k, optimizer=sys.argv[2], epsilon=0.01, seed=0, mode=mode)
     calls.append({"total_s": time.perf_counter() - t, "kernel_s": cs.meta["kernel_s"],
                   "greedy_s": cs.meta["greedy_s"], "evaluations": cs.meta["evaluations"],
                   "objective": cs.objective})
@@ -45,17 +47,17 @@ print(json.dumps(calls))
 DATA = ("fmnist", "copies", "corners")
 
 
-def features(variant: str):
-    """The A/B input ``(30000, d)`` float32: Fashion-MNIST features (d = 64), 30,000 draws
+def features(variant: str, n: int = 30000):
+    """The A/B input ``(n, d)`` float32: Fashion-MNIST features (d = 64), ``n`` draws
     from the first 300 of them (``copies``), or the signs of their first 8 coordinates
-    (``corners``, d = 8: 248 distinct points)."""
+    (``corners``, d = 8: 248 distinct points at n = 30,000)."""
     import numpy as np
 
     from coreselect.bench.engine import load_features
 
-    X = load_features("fmnist", 30000, 64, seed=0)
+    X = load_features("fmnist", n, 64, seed=0)
     if variant == "copies":
-        return X[:300][np.random.default_rng(0).integers(0, 300, size=30000)]
+        return X[:300][np.random.default_rng(0).integers(0, 300, size=n)]
     if variant == "corners":
         return (X[:, :8] > 0).astype(np.float32)
     return X
@@ -81,11 +83,12 @@ def record_header(script: str, args: argparse.Namespace) -> dict:
     old = subprocess.check_output(["git", "rev-parse", args.old], cwd=ROOT, text=True)
     new_commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True)
     d = 8 if args.data == "corners" else 64
+    n, k = getattr(args, "n", 30000), getattr(args, "k", 3000)
     return {
         "command": f"python benchmarks/engine/{script} " + " ".join(sys.argv[1:]),
         "old_commit": old.strip(),
         "new_commit": new_commit.strip(),
-        "data": {"name": "fmnist", "variant": args.data, "n": 30000, "d": d, "k": 3000, "seed": 0},
+        "data": {"name": "fmnist", "variant": args.data, "n": n, "d": d, "k": k, "seed": 0},
         "threads": args.threads,
         "machine": _machine(),
     }
@@ -94,6 +97,10 @@ def record_header(script: str, args: argparse.Namespace) -> dict:
 def main() -> int:
     ap = ab_parser(__doc__, rounds=2, threads=2, out="engine-ab.json")
     ap.add_argument("--optimizer", default="lazy")
+    ap.add_argument("--mode", default="auto", choices=["auto", "dense", "blockwise", "knn"])
+    ap.add_argument("--n", type=int, default=30000, help="pool size (at most 60,000)")
+    ap.add_argument("--k", type=int, default=3000, help="budget")
+    ap.add_argument("--calls", type=int, default=3, help="select calls per process")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
@@ -103,15 +110,14 @@ def main() -> int:
         subprocess.run(["git", "worktree", "add", "-q", str(wt), args.old], cwd=ROOT, check=True)
         try:
             feats = Path(tmp) / "X.npy"
-            np.save(feats, features(args.data))
+            np.save(feats, features(args.data, args.n))
             rows = []
             for r in range(args.rounds):
                 for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
                     env = dict(os.environ, PYTHONPATH=str(src))
                     cmd = [sys.executable, "-c", CHILD, str(feats), args.optimizer]
-                    out = subprocess.run(
-                        cmd + [str(args.threads)], env=env, capture_output=True, text=True
-                    )
+                    cmd += [str(x) for x in (args.threads, args.k, args.calls, args.mode)]
+                    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
                     if out.returncode:
                         raise SystemExit(out.stderr)
                     calls = json.loads(out.stdout.strip().splitlines()[-1])
@@ -122,16 +128,19 @@ def main() -> int:
     result = {
         **record_header("ab.py", args),
         "optimizer": args.optimizer,
+        "mode": args.mode,
+        "calls": args.calls,
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))
     for side in ("old", "new"):
         cold = [x["calls"][0] for x in rows if x["side"] == side]
-        warm = [c for x in rows if x["side"] == side for c in x["calls"][1:]]
+        warm = [c for x in rows if x["side"] == side for c in x["calls"][1:]] or cold
         med = sorted(c["greedy_s"] for c in warm)[len(warm) // 2]
         print(
-            f"{side}: cold total {[round(c['total_s'], 2) for c in cold]}, "
-            f"median warm greedy {med:.2f} s, evaluations {warm[0]['evaluations']}"
+            f"{side}: cold total {[round(c['total_s'], 2) for c in cold]}, median "
+            f"{'warm ' if args.calls > 1 else ''}greedy {med:.2f} s, "
+            f"evaluations {warm[0]['evaluations']}"
         )
     print(f"wrote {args.out}")
     return 0
