@@ -424,6 +424,7 @@ class KnnOracle(CostOracle):
     ) -> None:
         n = F.n
         self.n = n
+        self.F = F  # kept for the exact nearest-pick assignment after the greedy
         self.device = F.X.device
         self.cost_scale = F.cost_scale
         K = max(1, min(int(k_neighbors), n))

@@ -13,7 +13,7 @@ from coreselect.submodular import grouped as _grouped
 from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
 from coreselect.submodular.inputs import as_features
-from coreselect.submodular.kernels import METRICS, available_memory, prepare_features
+from coreselect.submodular.kernels import METRICS, available_memory
 from coreselect.submodular.memory import dense_bytes
 from coreselect.submodular.optimizers import OPTIMIZERS, GreedyResult
 from coreselect.submodular.partition import (
@@ -88,7 +88,10 @@ def select(
             k = 3,000, one pick of 3,000 differed, at a relative gain gap of 8e-8).
         metric: ``euclidean`` (``s = max_d - d``), ``rbf`` (``exp(-d/D)``), ``cosine``
             (``max(cos, 0)``).
-        optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``.
+        optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``. With labels,
+            ``stochastic`` selects the groups one at a time, where dense ``lazy`` runs them
+            together: with many small groups ``lazy`` is the faster (Fashion-MNIST, 30,000
+            points in 100 random groups, k = 3,000, 2 threads: 0.5 s against 1.8 s).
         normalize: weights scaled to mean 1 over the coreset (default); ``False`` returns
             raw cluster sizes, which sum to ``n`` (with labels: to the size of the groups
             that received at least one pick — a budget smaller than the number of groups
@@ -250,13 +253,13 @@ def select(
             before += kg
             if perm is not None:
                 res = unpermute(res, perm)
+            prepared = oracle.F if used_mode == "knn" else None  # for the knn weights
             del oracle
             _sync(dev)
             t2 = time.perf_counter()
         evaluations += res.evaluations
         if used_mode == "knn":
-            F = prepare_features(Xg, metric)
-            pos, cost = nearest_assignment(F, res.picks)
+            pos, cost = nearest_assignment(prepared, res.picks)
         else:
             pos = assignment_from_picks(res.assign, res.picks, ng)
             cost = res.dcur
