@@ -66,25 +66,27 @@ def test_knn_quality_and_exact_weights(device):
     assert knn.objective >= 0.98 * exact.objective
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("metric", ["euclidean", "rbf", "cosine"])
-def test_a_blockwise_row_does_not_depend_on_the_rows_computed_with_it(metric):
+def test_a_blockwise_row_does_not_depend_on_the_rows_computed_with_it(metric, device):
     # a 1- or 2-row product takes another BLAS path (MKL: GEMV) and rounded differently:
     # before, the row read for a pick (one row) differed from the same row in a gain block
     gen = torch.Generator().manual_seed(0)
-    X = torch.randn(700, 12, generator=gen)
+    X = torch.randn(700, 12, generator=gen).to(device)
     o = BlockwiseOracle(prepare_features(X, metric))
-    dcur = torch.full((700,), float(o.c0)) * 0.7
+    dcur = torch.full((700,), float(o.c0), device=device) * 0.7
     for p in (0, 5, 333, 699):
-        block = torch.arange(max(0, p - 5), min(700, p + 20))
-        rows = o.rows_into(block, torch.empty(o.chunk, 700))
+        block = torch.arange(max(0, p - 5), min(700, p + 20), device=device)
+        rows = o.rows_into(block, torch.empty(o.chunk, 700, device=device))
         assert torch.equal(o.row(p), rows[int((block == p).nonzero())])
-        one = o.gains(torch.tensor([p]), dcur)
+        one = o.gains(torch.tensor([p], device=device), dcur)
         assert torch.equal(one, o.gains(block, dcur)[block == p])
         assert torch.equal(one, o.gains_all(dcur)[p : p + 1])
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["copies", "binary"])
-def test_blockwise_lazy_equals_naive_on_exact_ties(kind):
+def test_blockwise_lazy_equals_naive_on_exact_ties(kind, device):
     # copies of a point tie exactly only when their rows round alike: before, 10 of 18
     # such pools (1,500 points, Fashion-MNIST copies or binary corners) parted at a tie
     rng = np.random.default_rng(4)
@@ -92,8 +94,8 @@ def test_blockwise_lazy_equals_naive_on_exact_ties(kind):
         X = rng.normal(size=(40, 8))[rng.integers(0, 40, 600)]
     else:
         X = (rng.normal(size=(600, 6)) > 0).astype(np.float64)
-    a = select(X, 150, mode="blockwise", optimizer="lazy")
-    b = select(X, 150, mode="blockwise", optimizer="naive")
+    a = select(X, 150, mode="blockwise", optimizer="lazy", device=device)
+    b = select(X, 150, mode="blockwise", optimizer="naive", device=device)
     assert a.indices.tolist() == b.indices.tolist()
     assert np.array_equal(a.gains, b.gains)
 
