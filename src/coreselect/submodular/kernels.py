@@ -310,9 +310,10 @@ def cost_tile(
     return out
 
 
-#: fewest rows of a GEMM tile of the dense build: a BLAS takes other code paths for very
-#: short products (on this project's MKL, 1 and 2 rows round differently from 3 or more),
-#: which would make the tail block's rows round unlike their columns (not symmetric)
+#: fewest rows of a GEMM tile (the dense build's blocks, the blockwise oracle's tiles): a
+#: BLAS takes other code paths for very short products (on this project's MKL, 1 and 2 rows
+#: round differently from 3 or more), so a short tile's rows would round unlike the same
+#: rows elsewhere (a dense matrix not symmetric, a blockwise row that depends on its tile)
 TILE_MIN_ROWS = 8
 
 

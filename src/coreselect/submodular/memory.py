@@ -25,6 +25,7 @@ import torch
 
 from coreselect.submodular.cells import SEGMENT
 from coreselect.submodular.kernels import (
+    TILE_MIN_ROWS,
     PreparedFeatures,
     build_dense,
     claim_fresh,
@@ -347,24 +348,23 @@ class BlockwiseOracle(_RowOracle):
     """Recomputes cost rows from the features on demand; ``O(n * batch)`` memory.
 
     Every row is computed inside a tile of the same shape (``chunk`` rows, at least
-    :attr:`TILE_MIN` and padded when fewer are asked for), so a row's costs do not depend on
-    which rows were computed with it. A BLAS takes other code paths for other shapes (on
-    this project's MKL a 1- or 2-row product rounds differently from a taller one): rows of
-    varying height made exact copies tie in one evaluation and not in the next, and ``lazy``
-    broke ties differently from ``naive``.
+    :data:`~coreselect.submodular.kernels.TILE_MIN_ROWS`, padded when fewer are asked
+    for), so a row's costs do not depend on which rows were computed with it. A BLAS takes
+    other code paths for other shapes (on this project's MKL a 1- or 2-row product rounds
+    differently from a taller one): rows of varying height made exact copies tie in one
+    evaluation and not in the next, and ``lazy`` broke ties differently from ``naive``.
 
     Args:
         F: prepared features (``n`` points).
-        batch: rows per recomputed tile (at most; ~1 MiB of costs on CPU).
+        batch: rows per recomputed tile, at most (and ~1 MiB of costs on CPU); never
+            fewer than ``TILE_MIN_ROWS`` (or ``n``).
     """
 
     mode = "blockwise"
-    #: fewest rows of a recomputed tile (also the height of the one-row reads' tile)
-    TILE_MIN = 8
 
     def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
         n = F.n
-        super().__init__(n, F.X.device, batch, min_rows=min(self.TILE_MIN, n))
+        super().__init__(n, F.X.device, batch, min_rows=min(TILE_MIN_ROWS, n))
         self.F = F
         self.cost_scale = F.cost_scale
         rowsum = torch.empty(n, dtype=torch.float32, device=self.device)
