@@ -396,3 +396,34 @@ def test_a_common_offset_is_removed_before_float32_rounding(metric):
         got = select(Z + offset, 100, metric=metric, device="cpu")
         assert got.indices.tolist() == ref.indices.tolist(), offset
         np.testing.assert_allclose(got.gains, ref.gains, rtol=1e-4)
+
+
+@pytest.mark.parametrize("distinct", [None, 40])
+def test_top_bounds_match_a_full_sort_while_bounds_only_fall(distinct):
+    # the lazy greedy's block: the B largest bounds, equal ones lowest position first, and
+    # the largest bound outside the block; answered from a pool of the largest bounds that
+    # is taken again only when a bound outside it could enter (bounds only ever fall)
+    from coreselect.submodular.optimizers import _TopBounds
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    if distinct is None:
+        ub = torch.from_numpy(rng.random(n) * 100)
+    else:  # few distinct values: large groups of equal bounds, also at the pool's floor
+        ub = torch.from_numpy(rng.integers(0, distinct, n).astype(np.float64))
+    top = _TopBounds(ub, size=256)
+    taken = 0
+    for _ in range(300):
+        B = int(rng.integers(1, 120))
+        order = np.lexsort((np.arange(n), -ub.numpy()))  # by value desc, then position
+        cand, m_out = top.block(B)
+        assert sorted(cand.tolist()) == sorted(order[:B].tolist())
+        assert m_out == float(ub[order[B]])
+        taken += top.pool is not None
+        # lower some of the block (exact gains) and drop one (a pick), as the greedy does
+        low = cand[rng.random(B) < 0.7]
+        ub[low] = ub[low] * torch.from_numpy(rng.random(low.numel()))
+        if distinct is not None:
+            ub[low] = torch.floor(ub[low])
+        ub[cand[0]] = -math.inf
+    assert taken > 0  # the pool answered (not only full selections)

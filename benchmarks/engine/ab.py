@@ -1,7 +1,7 @@
 """Same-machine A/B of `select(optimizer=...)` between this checkout and an older commit.
 
 Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--mode auto] [--rounds 2]
-    [--threads 2] [--data fmnist|copies|corners] [--n 30000] [--k 3000] [--calls 3]
+    [--threads 2] [--data fmnist|copies|corners|blobs] [--n 30000] [--k 3000] [--calls 3]
     [--out benchmarks/results/engine-ab.json]
 
 OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
@@ -10,8 +10,9 @@ side (old, new), alternating, and each process times ``--calls`` calls of `selec
 ``--n``/``--k`` say otherwise): the first call is cold (fresh workspace), the others warm.
 ``--data copies`` draws the n points from the first 300 of them (exact duplicates),
 ``--data corners`` keeps the signs of their first 8 coordinates (248 distinct binary points
-at n = 30,000): inputs full of exact ties. Alternation in one session is what makes the two
-comparable on a shared VM whose speed drifts by tens of percent between runs.
+at n = 30,000): inputs full of exact ties; ``--data blobs`` is the engine bench's
+generated blobs (any n, as in its n = 300,000 row). Alternation in one session is what
+makes the two comparable on a shared VM whose speed drifts by tens of percent between runs.
 """
 
 from __future__ import annotations
@@ -44,17 +45,19 @@ print(json.dumps(calls))
 """
 
 
-DATA = ("fmnist", "copies", "corners")
+DATA = ("fmnist", "copies", "corners", "blobs")
 
 
 def features(variant: str, n: int = 30000):
     """The A/B input ``(n, d)`` float32: Fashion-MNIST features (d = 64), ``n`` draws
     from the first 300 of them (``copies``), or the signs of their first 8 coordinates
-    (``corners``, d = 8: 248 distinct points at n = 30,000)."""
+    (``corners``, d = 8: 248 distinct points at n = 30,000), or generated ``blobs``."""
     import numpy as np
 
     from coreselect.bench.engine import load_features
 
+    if variant == "blobs":
+        return load_features("blobs", n, 64, seed=0)
     X = load_features("fmnist", n, 64, seed=0)
     if variant == "copies":
         return X[:300][np.random.default_rng(0).integers(0, 300, size=n)]
@@ -88,7 +91,14 @@ def record_header(script: str, args: argparse.Namespace) -> dict:
         "command": f"python benchmarks/engine/{script} " + " ".join(sys.argv[1:]),
         "old_commit": old.strip(),
         "new_commit": new_commit.strip(),
-        "data": {"name": "fmnist", "variant": args.data, "n": n, "d": d, "k": k, "seed": 0},
+        "data": {
+            "name": "blobs" if args.data == "blobs" else "fmnist",
+            "variant": args.data,
+            "n": n,
+            "d": d,
+            "k": k,
+            "seed": 0,
+        },
         "threads": args.threads,
         "machine": _machine(),
     }

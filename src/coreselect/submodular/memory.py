@@ -447,11 +447,14 @@ class KnnOracle(CostOracle):
         self.g0 = g0
 
     def _segments(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(seg, pos)``: for every entry of the lists of ``idx`` ``(m,)``, concatenated,
+        its candidate's place in ``idx`` and its position in ``pt``/``val``."""
         start = self.ptr[idx]
         lengths = self.ptr[idx + 1] - start
         seg = torch.repeat_interleave(torch.arange(idx.numel(), device=self.device), lengths)
-        offs = torch.cumsum(lengths, 0) - lengths
-        pos = torch.arange(seg.numel(), device=self.device) - offs[seg] + start[seg]
+        # position = start of the candidate's list + rank within it: one gather, in place
+        pos = (start - (torch.cumsum(lengths, 0) - lengths))[seg]
+        pos += torch.arange(seg.numel(), device=self.device)
         return seg, pos
 
     def gains(self, idx: torch.Tensor, dcur: torch.Tensor) -> torch.Tensor:
