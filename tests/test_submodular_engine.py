@@ -411,7 +411,7 @@ def test_top_bounds_match_a_full_sort_while_bounds_only_fall(distinct):
         ub = torch.from_numpy(rng.random(n) * 100)
     else:  # few distinct values: large groups of equal bounds, also at the pool's floor
         ub = torch.from_numpy(rng.integers(0, distinct, n).astype(np.float64))
-    top = _TopBounds(ub, size=256)
+    top = _TopBounds(ub, size=256, min_n=0)
     taken = 0
     for _ in range(300):
         B = int(rng.integers(1, 120))
