@@ -391,7 +391,10 @@ def _accept_more(
         if best == _NEG:
             return
         second = float(top2.values[1].item()) if gi.numel() > 1 else _NEG
-        tol = 1e-6 * abs(best) + 1e-12
+        # the estimates differ from exact gains by the rounding of two float32 sums of n
+        # terms (up to ~log2(n) * 2**-24 relative: ~1e-6 at n = 100,000); 1e-5 leaves a
+        # margin (on 20,000 Fashion-MNIST points: 1,102 batched picks instead of 1,143)
+        tol = 1e-5 * abs(best) + 1e-12
         if not (best - tol > m_out and best - tol > second):
             return
         pos = int(top2.indices[0].item())
