@@ -272,13 +272,13 @@ class _TopBounds:
     exact gain replaces it, a pick sets ``-inf``), so every bound outside the pool stays
     ``<= floor``: while the pool's ``B + 1``-th largest is still ``> floor``, the pool
     answers for all ``n``. Otherwise the pool is taken again, larger when too few bounds
-    lie above the floor (a large group of equal bounds). On CPU the selections are
-    numpy's ``argpartition`` (no sort; torch's ``topk`` of a few thousand out of 300,000
-    float64 took 2-6 ms). On 300,000 points with kNN lists (cProfile), ``topk`` over all
-    bounds every round took ~7 s of a 36 s greedy, the pool 2.5 s. (A first version kept
-    the bounds equal to the floor in the pool and answered with a ``B + 1``-th largest
-    equal to it: on 20,000 binary points the tie rule then re-read the lower positions left
-    outside the block, 8.7 million evaluations instead of 68,387.)
+    lie above the floor (a large group of equal bounds; at worst all ``n``). On CPU the
+    selections are numpy's ``argpartition`` (no sort; torch's ``topk`` of a few thousand
+    out of 300,000 float64 took 2-6 ms). On 300,000 points with kNN lists (cProfile),
+    ``topk`` over all bounds every round took ~7 s of a 36 s greedy, the pool 2.5 s. (A
+    first version kept the bounds equal to the floor in the pool and answered with a
+    ``B + 1``-th largest equal to it: on 20,000 binary points the tie rule then re-read the
+    lower positions left outside the block, 8.7 million evaluations instead of 68,387.)
     """
 
     def __init__(self, ub: torch.Tensor, size: int = 2048, min_n: int = 100_000) -> None:
@@ -309,7 +309,8 @@ class _TopBounds:
                 self.pool, self.floor = pool, floor
                 return
             self.size *= 4
-        self.pool, self.floor = None, _NEG
+        # too many equal bounds for a pool: all positions, nothing outside
+        self.pool, self.floor = torch.arange(n, device=self.ub.device), _NEG
 
     def block(self, B: int) -> tuple[torch.Tensor, float]:
         """``(cand, m_out)``: the positions ``(B,)`` of the ``B`` largest bounds (equal
@@ -324,9 +325,6 @@ class _TopBounds:
             if m_out > self.floor:
                 return self.pool[self._top(values, m_out, B)], m_out
         self._take(B + 1)
-        if self.pool is None:
-            m_out = self._largest_value(self.ub, B + 1)
-            return self._top(self.ub, m_out, B), m_out
         values = self.ub[self.pool]
         m_out = self._largest_value(values, B + 1)
         return self.pool[self._top(values, m_out, B)], m_out
