@@ -12,6 +12,7 @@ import torch
 from coreselect import select
 from coreselect.submodular import FacilityLocation, lazy_greedy, naive_greedy, stochastic_greedy
 from coreselect.submodular.facility_location import make_oracle
+from tests.ties import assert_same_or_parted_at_tie, similarity64
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 METRICS = ["euclidean", "rbf", "cosine"]
@@ -100,6 +101,7 @@ def test_weights_are_exact_nearest_cluster_sizes(metric, device):
 def test_memory_modes_agree(metric, device):
     # d >= 3: in one dimension, sums of distances tie exactly (any point between the middle
     # order statistics is a medoid) and each mode's rounding breaks such ties its own way.
+    parted = 0
     for seed in SEEDS:
         X, k = _case(seed, min_d=3)
         n = X.shape[0]
@@ -110,7 +112,10 @@ def test_memory_modes_agree(metric, device):
             )
             sets[mode] = cs.indices.tolist()
             assert cs.weights.sum() == pytest.approx(n)
-        assert sets["dense"] == sets["blockwise"] == sets["knn"], (seed, sets)
+        S = similarity64(X, metric)
+        for mode in ("blockwise", "knn"):
+            parted += assert_same_or_parted_at_tie(sets["dense"], sets[mode], S, (seed, mode))
+    assert parted <= 6, f"modes parted (at exact ties) in {parted} of 24 runs"
 
 
 @pytest.mark.parametrize("device", DEVICES)

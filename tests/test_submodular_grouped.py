@@ -166,7 +166,8 @@ def test_select_grouped_weights_are_exact_cluster_sizes(metric, device):
         if mine.size == 0:
             continue
         picks = np.searchsorted(mem, cs.indices[mine])  # pool positions
-        o = make_oracle(torch.as_tensor(X[mem], dtype=torch.float32, device=device), metric)
+        # the costs select computes: its prepared features from X as given (float64)
+        o = make_oracle(torch.as_tensor(X[mem], device=device), metric)
         C = o.C.double().cpu().numpy()
         # nearest pick (lowest cost), ties to the earliest pick; picks own their cluster
         near = np.argmin(C[picks].T, axis=1)
