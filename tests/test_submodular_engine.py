@@ -294,6 +294,7 @@ def test_a_fresh_workspace_is_claimed_once_and_touching_changes_nothing():
         ("lazy", "blockwise", False),  # batched lazy greedy
         ("naive", "knn", True),  # one group at a time
         ("stochastic", "dense", False),
+        ("stochastic", "dense", True),  # grouped stochastic greedy
     ],
 )
 def test_progress_reports_every_pick_and_changes_nothing(optimizer, mode, labelled):
@@ -311,7 +312,7 @@ def test_progress_reports_every_pick_and_changes_nothing(optimizer, mode, labell
     assert done == sorted(done)
     kernels = sum(stage == "kernel" for stage, _, _ in calls)
     grouped = cs.meta["grouped"]
-    assert grouped == (optimizer == "lazy" and mode == "dense" and labelled)
+    assert grouped == (optimizer in ("lazy", "stochastic") and mode == "dense" and labelled)
     assert kernels == (3 if labelled and not grouped else 1)
     if not grouped:  # one call per pick
         assert [d for s, d, _ in calls if s == "greedy"] == list(range(1, 41))

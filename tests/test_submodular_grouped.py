@@ -1,6 +1,9 @@
-"""The grouped exact lazy greedy: every group's result equals naive greedy on that group."""
+"""The grouped greedies: every group's result equals naive greedy on that group (lazy),
+or the stochastic greedy on that group alone with the same seed (stochastic)."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -8,10 +11,15 @@ import torch
 
 from coreselect import select
 from coreselect.submodular import grouped as grouped_mod
-from coreselect.submodular import naive_greedy
+from coreselect.submodular import naive_greedy, stochastic_greedy
 from coreselect.submodular.facility_location import make_oracle
-from coreselect.submodular.grouped import build_grouped_dense, grouped_lazy_greedy
+from coreselect.submodular.grouped import (
+    build_grouped_dense,
+    grouped_lazy_greedy,
+    grouped_stochastic_greedy,
+)
 from coreselect.submodular.partition import group_budgets
+from tests.ties import assert_same_or_parted_at_tie, similarity64
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 METRICS = ["euclidean", "rbf", "cosine"]
@@ -194,7 +202,6 @@ def test_select_other_optimizers_and_modes_keep_the_per_group_path():
     k = len(X) // 2
     for kw in (
         dict(optimizer="naive"),
-        dict(optimizer="stochastic", seed=3),
         dict(mode="blockwise"),
         dict(mode="knn", k_neighbors=8),
     ):
@@ -209,6 +216,79 @@ def test_select_other_optimizers_and_modes_keep_the_per_group_path():
     assert not select(X, k).meta["grouped"]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("metric", METRICS)
+def test_grouped_stochastic_equals_per_group_stochastic(metric, device):
+    runs = parted = 0
+    for seed in range(6):
+        X, labels = _case(40 + seed)
+        members = _members(labels)
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+        for k in (len(members), len(X) // 3, len(X)):
+            for eps, chunk in ((0.01, 8), (0.5, 1), (0.9, 3)):
+                budgets = group_budgets([m.size for m in members], k, "proportional")
+                live = [g for g, b in enumerate(budgets) if b > 0]
+                data = build_grouped_dense(Xt, [members[g] for g in live], metric)
+                stats: dict = {}
+                seeds = [7 * seed + g for g in live]
+                got = grouped_stochastic_greedy(
+                    data,
+                    [budgets[g] for g in live],
+                    epsilon=eps,
+                    seeds=seeds,
+                    chunk=chunk,
+                    stats=stats,
+                )
+                assert stats["rounds"] == max(budgets)
+                for i, g in enumerate(live):
+                    Xg = Xt[torch.as_tensor(members[g], device=device)]
+                    oracle = make_oracle(Xg, metric, "dense")
+                    ref = stochastic_greedy(oracle, budgets[g], epsilon=eps, seed=seeds[i])
+                    res = got[i]
+                    runs += 1
+                    # copies tie exactly: float32 rounding, summed another way, decides
+                    S = similarity64(X[members[g]], metric)
+                    a, b = res.picks.tolist(), ref.picks.tolist()
+                    if assert_same_or_parted_at_tie(a, b, S, (seed, k, g), rtol=1e-9):
+                        parted += 1
+                        continue
+                    # gains summed in another order than the optimizer's float64 sums
+                    torch.testing.assert_close(res.gains, ref.gains, rtol=1e-5, atol=1e-6)
+                    assert torch.equal(res.dcur, ref.dcur)
+                    assert torch.equal(res.assign, ref.assign)
+    assert parted <= runs // 10, (parted, runs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_select_grouped_stochastic_equals_one_group_at_a_time(device, monkeypatch):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1600, 5)).astype(np.float32)
+    # many small groups, some with one pick; then three of 500+ points, which the
+    # one-group-at-a-time path samples in their cell order (the grouped path maps its draws)
+    cases = [(X[:600], rng.integers(0, 40, size=600)), (X, rng.integers(0, 3, size=1600))]
+    for (X, labels), (k, eps, seed) in itertools.product(
+        cases, ((60, 0.01, 0), (200, 0.1, 3), (45, 0.5, 1))
+    ):
+        kw = dict(labels=labels, optimizer="stochastic", epsilon=eps, seed=seed, device=device)
+        monkeypatch.setattr(grouped_mod, "ENABLED", True)
+        got = select(X, k, **kw)
+        monkeypatch.setattr(grouped_mod, "ENABLED", False)
+        ref = select(X, k, **kw)
+        assert got.meta["grouped"] and not ref.meta["grouped"]
+        assert got.meta["rounds"] == max(got.meta["group_budgets"])
+        # the same picks in every group; gains equal to float32 rounding
+        assert sorted(got.indices.tolist()) == sorted(ref.indices.tolist())
+        for g in np.unique(labels):
+            assert [i for i in got.indices if labels[i] == g] == [
+                i for i in ref.indices if labels[i] == g
+            ]
+        pos = {int(i): t for t, i in enumerate(ref.indices)}
+        order = [pos[int(i)] for i in got.indices]
+        np.testing.assert_allclose(got.gains, ref.gains[order], rtol=1e-5)
+        np.testing.assert_array_equal(got.weights, ref.weights[order])
+        assert got.objective == pytest.approx(ref.objective, rel=1e-9)
+
+
 def test_grouped_rejects_bad_budgets():
     X, labels = _case(0)
     members = _members(labels)
@@ -217,3 +297,9 @@ def test_grouped_rejects_bad_budgets():
         grouped_lazy_greedy(data, [1] * (len(members) - 1))
     with pytest.raises(ValueError, match="n_g"):
         grouped_lazy_greedy(data, [0] + [1] * (len(members) - 1))
+    with pytest.raises(ValueError, match="budgets"):
+        grouped_stochastic_greedy(data, [1] * (len(members) - 1))
+    with pytest.raises(ValueError, match="epsilon"):
+        grouped_stochastic_greedy(data, [1] * len(members), epsilon=1.0)
+    with pytest.raises(ValueError, match="seeds"):
+        grouped_stochastic_greedy(data, [1] * len(members), seeds=[0])

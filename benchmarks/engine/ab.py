@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--mode auto] [--rounds 2]
     [--threads 2] [--data fmnist|copies|corners|blobs] [--n 30000] [--k 3000] [--calls 3]
-    [--out benchmarks/results/engine-ab.json]
+    [--groups G] [--out benchmarks/results/engine-ab.json]
 
 OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
 side (old, new), alternating, and each process times ``--calls`` calls of `select` (in
@@ -11,7 +11,8 @@ side (old, new), alternating, and each process times ``--calls`` calls of `selec
 ``--data copies`` draws the n points from the first 300 of them (exact duplicates),
 ``--data corners`` keeps the signs of their first 8 coordinates (248 distinct binary points
 at n = 30,000): inputs full of exact ties; ``--data blobs`` is the engine bench's
-generated blobs (any n, as in its n = 300,000 row). Alternation in one session is what
+generated blobs (any n, as in its n = 300,000 row). ``--groups G`` labels the points with
+``G`` random groups (seed 0; per-group budgets). Alternation in one session is what
 makes the two comparable on a shared VM whose speed drifts by tens of percent between runs.
 """
 
@@ -33,14 +34,15 @@ import coreselect
 from coreselect.submodular.select import select
 torch.set_num_threads(int(sys.argv[3]))
 X = np.load(sys.argv[1])
-k, ncalls, mode = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+k, ncalls, mode, groups = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], int(sys.argv[7])
+labels = np.random.default_rng(0).integers(0, groups, size=len(X)) if groups else None
 calls = []
 for _ in range(ncalls):
     t = time.perf_counter()
-    cs = select(X, k, optimizer=sys.argv[2], epsilon=0.01, seed=0, mode=mode)
+    cs = select(X, k, labels=labels, optimizer=sys.argv[2], epsilon=0.01, seed=0, mode=mode)
     calls.append({"total_s": time.perf_counter() - t, "kernel_s": cs.meta["kernel_s"],
                   "greedy_s": cs.meta["greedy_s"], "evaluations": cs.meta["evaluations"],
-                  "objective": cs.objective})
+                  "objective": cs.objective, "grouped": cs.meta["grouped"]})
 print(json.dumps(calls))
 """
 
@@ -111,6 +113,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=30000, help="pool size (at most 60,000)")
     ap.add_argument("--k", type=int, default=3000, help="budget")
     ap.add_argument("--calls", type=int, default=3, help="select calls per process")
+    ap.add_argument("--groups", type=int, default=0, help="random labels in G groups (0: none)")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import numpy as np
@@ -126,7 +129,9 @@ def main() -> int:
                 for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
                     env = dict(os.environ, PYTHONPATH=str(src))
                     cmd = [sys.executable, "-c", CHILD, str(feats), args.optimizer]
-                    cmd += [str(x) for x in (args.threads, args.k, args.calls, args.mode)]
+                    cmd += [
+                        str(x) for x in (args.threads, args.k, args.calls, args.mode, args.groups)
+                    ]
                     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
                     if out.returncode:
                         raise SystemExit(out.stderr)
@@ -140,6 +145,7 @@ def main() -> int:
         "optimizer": args.optimizer,
         "mode": args.mode,
         "calls": args.calls,
+        "groups": args.groups,
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -80,18 +80,16 @@ def select(
             (rounded to the nearest count, at least 1).
         labels: optional ``(n,)`` group labels; selection runs per group with budgets split
             by ``group_budget`` and the picks are merged by gain. In dense mode the
-            ``lazy`` optimizer runs all groups together
+            ``lazy`` and ``stochastic`` optimizers run all groups together
             (:mod:`~coreselect.submodular.grouped`) when the padded ``(G, m, m)`` matrices
-            fit ``max_memory``; the result is the exact greedy of each group, as one group
-            at a time, except where two gains tie within float32 rounding (the two paths
-            sum in different orders: on Fashion-MNIST, 30,000 points in 10 classes,
-            k = 3,000, one pick of 3,000 differed, at a relative gain gap of 8e-8).
+            fit ``max_memory``; the result is each group's, as one group at a time (the
+            exact greedy; the same samples for ``stochastic``), except where two gains tie
+            within float32 rounding (the two paths sum in different orders: on
+            Fashion-MNIST, 30,000 points in 10 classes, k = 3,000, one ``lazy`` pick of
+            3,000 differed, at a relative gain gap of 8e-8).
         metric: ``euclidean`` (``s = max_d - d``), ``rbf`` (``exp(-d/D)``), ``cosine``
             (``max(cos, 0)``).
-        optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``. With labels,
-            ``stochastic`` selects the groups one at a time, where dense ``lazy`` runs them
-            together: with many small groups ``lazy`` is the faster (Fashion-MNIST, 30,000
-            points in 100 random groups, k = 3,000, 2 threads: 0.5 s against 1.8 s).
+        optimizer: ``lazy`` (exact), ``naive`` (exact, slow), ``stochastic``.
         normalize: weights scaled to mean 1 over the coreset (default); ``False`` returns
             raw cluster sizes, which sum to ``n`` (with labels: to the size of the groups
             that received at least one pick — a budget smaller than the number of groups
@@ -174,7 +172,7 @@ def select(
         _grouped.ENABLED
         and labels is not None
         and used_mode == "dense"
-        and optimizer == "lazy"
+        and optimizer in ("lazy", "stochastic")
         and len(live) >= 2
         and _grouped.grouped_dense_bytes([members[g].size for g in live])
         <= (int(max_memory) if max_memory is not None else available_memory(dev) // 2)
@@ -186,7 +184,7 @@ def select(
     kernel_s = greedy_s = weights_s = 0.0
     evaluations = 0
     neighbors_used: list[int] = []
-    # labelled dense lazy selections run all groups together (same results)
+    # labelled dense lazy / stochastic selections run all groups together (same results)
     done: dict[int, tuple[GreedyResult, float]] = {}
     rounds = None
     before = 0  # picks of the groups already selected (progress)
@@ -204,9 +202,27 @@ def select(
         _sync(dev)
         t1 = time.perf_counter()
         gstats: dict = {}
-        res_all = _grouped.grouped_lazy_greedy(
-            data, [budgets[g] for g in live], batch=batch, stats=gstats, on_pick=on_pick
-        )
+        live_budgets = [budgets[g] for g in live]
+        if optimizer == "lazy":
+            res_all = _grouped.grouped_lazy_greedy(
+                data, live_budgets, batch=batch, stats=gstats, on_pick=on_pick
+            )
+        else:  # the seeds and draw orders of the one-group-at-a-time path
+            orders = [
+                cell_order(Xd[torch.as_tensor(members[g], device=dev)], SEGMENT, metric=metric)
+                if dev.type == "cpu"
+                else None
+                for g in live
+            ]
+            res_all = _grouped.grouped_stochastic_greedy(
+                data,
+                live_budgets,
+                epsilon=float(epsilon),
+                seeds=[int(seed) + g for g in live],
+                orders=orders,
+                stats=gstats,
+                on_pick=on_pick,
+            )
         _sync(dev)
         kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
         done = dict(zip(live, zip(res_all, data.c0, data.cost_scale)))
