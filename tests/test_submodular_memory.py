@@ -168,6 +168,34 @@ def test_select_cli(tmp_path, capsys):
     assert "larger than the pool" in capsys.readouterr().err
 
 
+def test_select_cli_memory_limit_and_neighbours(tmp_path, capsys):
+    from coreselect.submodular.cli import _memory, register
+
+    assert _memory("8G") == 8 * 2**30 and _memory("512MiB") == 512 * 2**20
+    assert _memory("1.5k") == 1536 and _memory("1000") == 1000 and _memory("0") == 0
+    for bad in ("-1G", "lots", "G", "", "nan", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError, match="memory must be a size"):
+            _memory(bad)
+    parser = argparse.ArgumentParser(prog="coreselect")
+    register(parser.add_subparsers(dest="command"))
+    np.save(tmp_path / "f.npy", np.random.default_rng(2).normal(size=(200, 4)))
+    out = tmp_path / "cs.npz"
+    argv = ["select", str(tmp_path / "f.npy"), "--budget", "10", "--quiet", "--out", str(out)]
+    # 200 x 200 float32 does not fit in 64 KiB: auto mode takes knn, with the given K
+    args = parser.parse_args([*argv, "--max-memory", "64K", "--k-neighbors", "7"])
+    assert args.func(args) == 0
+    assert "mode knn" in capsys.readouterr().out
+    assert Coreset.load(out).meta["k_neighbors"] == [7]
+    args = parser.parse_args([*argv, "--max-memory", "1G"])
+    assert args.func(args) == 0
+    assert "mode dense" in capsys.readouterr().out
+    args = parser.parse_args([*argv, "--mode", "dense", "--max-memory", "64K"])
+    assert args.func(args) == 2
+    assert "more than max_memory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--k-neighbors", "0"])
+
+
 def test_select_cli_reads_a_one_array_npz(tmp_path, capsys):
     from coreselect.submodular.cli import register
 

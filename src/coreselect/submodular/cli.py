@@ -26,6 +26,36 @@ def _budget(text: str) -> int | float:
         ) from exc
 
 
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _memory(text: str) -> int:
+    """``"8G"`` -> bytes (binary units K, M, G, T; an optional trailing ``B``/``iB``;
+    a plain number is bytes)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"memory must be a size such as 8G, 512M or 1000000 (bytes), got {text!r}"
+        )
+    return int(value * _UNITS[unit])
+
+
+def _positive(text: str) -> int:
+    """A positive int (``--k-neighbors``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``select`` to ``subparsers``; returns the new parser (``func`` is set)."""
     p = subparsers.add_parser(
@@ -50,6 +80,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="lazy", choices=["lazy", "naive", "stochastic"])
     p.add_argument("--epsilon", type=float, default=0.01, help="stochastic greedy epsilon")
     p.add_argument("--mode", default="auto", choices=["auto", "dense", "blockwise", "knn"])
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=None,
+        help="memory the dense matrix may use, e.g. 8G (auto mode picks knn above it; "
+        "default: half of what is available on the device)",
+    )
+    p.add_argument(
+        "--k-neighbors",
+        type=_positive,
+        default=None,
+        help="neighbours per point in knn mode (default max(32, 4 n / k))",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--group-budget", default="proportional", choices=["proportional", "equal"])
     p.add_argument("--raw-weights", action="store_true", help="cluster sizes, not mean-1")
@@ -106,6 +149,8 @@ def run_select(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 epsilon=args.epsilon,
                 mode=args.mode,
+                max_memory=args.max_memory,
+                k_neighbors=args.k_neighbors,
                 group_budget=args.group_budget,
                 progress=None if bar.disable else progress,
             )
