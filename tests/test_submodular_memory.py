@@ -13,6 +13,7 @@ from coreselect import Coreset, select
 from coreselect.submodular.kernels import (
     TILE_MIN_ROWS,
     _block_bounds,
+    _rows_per_block,
     build_dense,
     cost_tile,
     free_workspace,
@@ -113,6 +114,27 @@ def test_the_dense_build_has_no_short_tail_block():
     C = torch.empty(1025, 1025)
     build_dense(F, C, block_rows=64)
     assert torch.equal(C, C.T) and is_symmetric(C)
+
+
+def test_the_dense_build_does_not_depend_on_the_thread_count():
+    # the build's blocks are cut per worker thread (at least two each), so 1 and 2 threads
+    # tile the matrix differently; every row must still round the same
+    gen = torch.Generator().manual_seed(1)
+    F = prepare_features(torch.randn(1500, 10, generator=gen), "euclidean")
+    old = torch.get_num_threads()
+    built = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            built[threads] = _rows_per_block(1500, torch.device("cpu"))
+            C = torch.empty(1500, 1500)
+            rowsum, c0 = build_dense(F, C)
+            built[threads] = (built[threads], C, rowsum, c0)
+    finally:
+        torch.set_num_threads(old)
+    (rows1, C1, s1, c1), (rows2, C2, s2, c2) = built[1], built[2]
+    assert rows1 != rows2  # the two tilings differ
+    assert torch.equal(C1, C2) and torch.equal(s1, s2) and c1 == c2
 
 
 def test_workspace_is_reused_and_freed():
