@@ -33,7 +33,7 @@ def _memory(text: str) -> int:
     """``"8G"`` -> bytes (binary units K, M, G, T; an optional trailing ``B``/``iB``;
     a plain number is bytes)."""
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    unit = t[-1] if t and t[-1] in "KMGT" else ""
     try:
         value = float(t[: len(t) - len(unit)])
     except ValueError:

@@ -561,10 +561,10 @@ class _Picks:
         self.m = m
         self.Cflat = data.C.view(G * m, m)
         self.evaluate = _BlockGains(self.Cflat, m, workers)
-        sizes_t = torch.tensor(data.sizes, device=dev)
-        self.valid = torch.arange(m, device=dev).unsqueeze(0) < sizes_t.unsqueeze(1)  # (G, m)
-        c0 = torch.tensor(data.c0, dtype=torch.float32, device=dev).unsqueeze(1)
-        self.dcur = torch.where(self.valid, c0, torch.zeros((), device=dev))  # padding: 0
+        self.sizes_t = torch.tensor(data.sizes, device=dev)
+        self.valid = torch.arange(m, device=dev).unsqueeze(0) < self.sizes_t.unsqueeze(1)
+        self.c0 = torch.tensor(data.c0, dtype=torch.float32, device=dev).unsqueeze(1)  # (G, 1)
+        self.dcur = torch.where(self.valid, self.c0, torch.zeros((), device=dev))  # padding: 0
         self.gains = torch.zeros((G, max(budgets)), dtype=torch.float32, device=dev)
         # the accepted picks' terms max(0, dcur - c), summed per group in batches
         self.H = max(1, min(max(budgets), _HISTORY_BYTES // (4 * G * m)))
@@ -573,11 +573,11 @@ class _Picks:
         self.picks: list[list[int]] = [[] for _ in range(G)]
         self.counts = [0] * G
         self.evaluations = [0] * G
-        self.ub: torch.Tensor | None = None  # the lazy greedy's bounds
 
-    def accept(self, acc: list[tuple[int, int]]) -> None:
+    def accept(self, acc: list[tuple[int, int]]) -> torch.Tensor:
         """Add pick ``q`` to group ``g`` for every ``(g, q)`` (groups distinct): one cover
-        update, and the picks' exact gains summed with the per-group arithmetic."""
+        update, and the picks' exact gains summed with the per-group arithmetic. Returns
+        the picks' rows ``(len(acc),)`` in the flat ``(G m, m)`` matrix."""
         dev, m, H = self.dcur.device, self.m, self.H
         for g, _ in acc:
             if self.counts[g] - self.flushed[g] == H:
@@ -591,11 +591,10 @@ class _Picks:
         d = self.dcur.index_select(0, gi)
         self.hist.index_copy_(0, slot, torch.sub(d, rows).clamp_(min=0.0))
         self.dcur.index_copy_(0, gi, torch.minimum(d, rows))
-        if self.ub is not None:
-            self.ub.view(-1).index_fill_(0, flat, _NEG)
         for g, q in acc:
             self.picks[g].append(q)
             self.counts[g] += 1
+        return flat
 
     def flush(self, g: int) -> None:
         """Sum group ``g``'s pending terms with the per-group arithmetic (a contiguous
@@ -654,15 +653,19 @@ class _Greedy(_Picks):
     def __init__(self, data: GroupedDense, budgets: list[int], workers: int) -> None:
         super().__init__(data, budgets, workers)
         self.tol = grouped_tolerance(self.m)
-        sizes_t = torch.tensor(data.sizes, device=data.device)
-        c0 = torch.tensor(data.c0, dtype=torch.float32, device=data.device).unsqueeze(1)
         # the empty-set gains become bounds, inflated by the rounding of their float32
         # row sums; the first pick is their exact argmax (first index on ties)
         g0 = data.g0
-        n_c0 = sizes_t.to(torch.float64).unsqueeze(1) * c0.to(torch.float64)
+        n_c0 = self.sizes_t.to(torch.float64).unsqueeze(1) * self.c0.to(torch.float64)
         self.ub = torch.where(self.valid, (g0 + self.tol * (n_c0 - g0)).clamp_(min=0.0), _NEG)
         first = torch.argmax(g0, dim=1).tolist()
         self.accept(list(enumerate(first)))
+
+    def accept(self, acc: list[tuple[int, int]]) -> torch.Tensor:
+        """:meth:`_Picks.accept`, and the picks' bounds set to ``-inf``."""
+        flat = super().accept(acc)
+        self.ub.view(-1).index_fill_(0, flat, _NEG)
+        return flat
 
     def resolve(self, near: list[tuple[int, float]]) -> list[tuple[int, int]]:
         """Near ties: for each ``(g, best)``, re-evaluate with the per-group arithmetic
