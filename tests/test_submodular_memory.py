@@ -23,7 +23,13 @@ from coreselect.submodular.kernels import (
     workspace,
     workspace_bytes,
 )
-from coreselect.submodular.memory import BlockwiseOracle, KnnOracle, _knn_build, _knn_ivf
+from coreselect.submodular.memory import (
+    BlockwiseOracle,
+    KnnOracle,
+    _knn_build,
+    _knn_ivf,
+    by_candidate,
+)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -75,7 +81,8 @@ def test_ivf_knn_searching_every_cell_is_the_exact_knn(metric, device):
     icost, iidx, ic0 = _knn_ivf(F, K, nprobe=n)
     assert iidx.shape == (n, K) and icost.dtype == torch.float32
     rows = torch.arange(n, device=device)
-    assert torch.equal(iidx[:, 0], rows) and torch.all(icost[:, 0] == 0)  # itself first
+    self_at = iidx == rows[:, None]  # itself listed once, at cost 0
+    assert torch.equal(self_at.sum(1), torch.ones_like(rows)) and torch.all(icost[self_at] == 0)
     assert all(len(set(r)) == K for r in iidx.tolist())  # no candidate listed twice
     # the listed costs are the true costs of the listed candidates ...
     C = cost_tile(F, F)
@@ -110,6 +117,43 @@ def test_ivf_knn_default_probes_and_select(monkeypatch, device):
     Xd = X.astype(np.float64)
     D = np.sqrt(((Xd[:, None, :] - Xd[None, :, :]) ** 2).sum(-1))
     assert D[:, ivf.indices].min(1).sum() <= 1.02 * D[:, dense.indices].min(1).sum()  # 1.008
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_knn_lists_by_candidate_and_their_gains(device):
+    # lists that skip candidates (no self entries): some candidates are listed by nobody
+    rng = np.random.default_rng(3)
+    n, K = 50, 4
+    nbr_idx = torch.as_tensor(
+        np.stack([rng.choice(40, K, replace=False) for _ in range(n)]), device=device
+    )
+    nbr_cost = torch.as_tensor(rng.random((n, K)), dtype=torch.float32, device=device)
+    arrays = [by_candidate(nbr_idx, nbr_cost, use_scipy=u) for u in (False, True)]
+    for a, b in zip(*arrays):
+        assert torch.equal(a, b) and a.device == nbr_idx.device
+    pt, val, ptr = arrays[0]
+    listed = {
+        (i, j): c for i in range(n) for j, c in zip(nbr_idx[i].tolist(), nbr_cost[i].tolist())
+    }
+    for j in range(n):
+        s, e = int(ptr[j]), int(ptr[j + 1])
+        pts = pt[s:e].tolist()
+        assert pts == sorted(i for i, jj in listed if jj == j)  # increasing, all of them
+        assert val[s:e].tolist() == [listed[i, j] for i in pts]
+    o = KnnOracle.__new__(KnnOracle)
+    o.n, o.device, o.pt, o.val, o.ptr = n, nbr_idx.device, pt, val, ptr
+    o._one = torch.ones(1, dtype=torch.long, device=device)
+    dcur = torch.as_tensor(rng.random(n), dtype=torch.float32, device=device)
+    idx = torch.as_tensor([45, 3, 3, 0, 49, 17, 41], device=device)  # 41+: nobody lists them
+    ref = [
+        sum(max(0.0, float(dcur[i]) - c) for (i, jj), c in listed.items() if jj == j)
+        for j in idx.tolist()
+    ]
+    got = o.gains(idx, dcur)
+    assert got.dtype == torch.float64 and got.tolist() == pytest.approx(ref, rel=1e-6)
+    assert got[[0, 4, 6]].tolist() == [0.0, 0.0, 0.0]
+    assert torch.equal(o.gains_all(dcur)[idx], got)
+    assert o.gains(idx[:0], dcur).shape == (0,)
 
 
 @pytest.mark.parametrize("device", DEVICES)
