@@ -434,7 +434,6 @@ class KnnOracle(CostOracle):
         # for candidate j, the points i that list j
         self.pt, self.val, self.ptr = by_candidate(nbr_idx, nbr_cost)
         self._ptr_host = self.ptr.tolist() if self.device.type == "cpu" else None
-        self._one = torch.ones(1, dtype=torch.long, device=self.device)
         g0 = torch.zeros(n, dtype=torch.float64, device=self.device)
         # summed in increasing i for every j, as the lists' order
         g0.index_add_(0, nbr_idx.reshape(-1), (c0 - nbr_cost.reshape(-1)).to(torch.float64))
@@ -452,7 +451,8 @@ class KnnOracle(CostOracle):
         end = torch.index_select(self.ptr[1:], 0, idx)
         lengths = end - start
         csum = torch.cumsum(lengths, 0)
-        jumps = torch.diff(end - csum, prepend=self._one)  # the first one is b_0 - 1
+        b = end - csum
+        jumps = torch.diff(b, prepend=b.new_ones(1))  # the first one is b_0 - 1
         step = torch.ones(int(csum[-1]) + 1, dtype=torch.long, device=self.device)
         step.index_add_(0, csum - lengths, jumps)
         return torch.cumsum(step[:-1], 0), lengths
