@@ -30,6 +30,7 @@ X = np.random.default_rng(0).normal(size=(20, 3))
         ({"budget": 5, "group_budget": "random"}, "group_budget"),
         ({"budget": 5, "optimizer": "stochastic", "epsilon": 1.5}, "epsilon"),
         ({"budget": 5, "mode": "dense", "max_memory": 10}, "dense mode needs"),
+        ({"budget": 5, "mode": "knn", "max_memory": 10}, "knn mode needs"),
         ({"budget": 5, "max_memory": -1}, "max_memory must be"),
         ({"budget": 5, "batch": 0}, "batch must be at least 1"),
         ({"budget": 5, "mode": "knn", "k_neighbors": 0}, "k_neighbors must be at least 1"),

@@ -4,6 +4,7 @@ build's tiles, workspace reuse and the select CLI."""
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -30,6 +31,7 @@ from coreselect.submodular.memory import (
     _knn_build,
     _knn_ivf,
     by_candidate,
+    knn_bytes,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -300,11 +302,11 @@ def test_select_cli_memory_limit_and_neighbours(tmp_path, capsys):
             _memory(bad)
     parser = argparse.ArgumentParser(prog="coreselect")
     register(parser.add_subparsers(dest="command"))
-    np.save(tmp_path / "f.npy", np.random.default_rng(2).normal(size=(200, 4)))
+    np.save(tmp_path / "f.npy", np.random.default_rng(2).normal(size=(2000, 4)))
     out = tmp_path / "cs.npz"
     argv = ["select", str(tmp_path / "f.npy"), "--budget", "10", "--quiet", "--out", str(out)]
-    # 200 x 200 float32 does not fit in 64 KiB: auto mode takes knn, with the given K
-    args = parser.parse_args([*argv, "--max-memory", "64K", "--k-neighbors", "7"])
+    # 2,000 x 2,048 float32 does not fit in 4 MiB: auto mode takes knn, with the given K
+    args = parser.parse_args([*argv, "--max-memory", "4M", "--k-neighbors", "7"])
     assert args.func(args) == 0
     assert "mode knn" in capsys.readouterr().out
     assert Coreset.load(out).meta["k_neighbors"] == [7]
@@ -314,8 +316,27 @@ def test_select_cli_memory_limit_and_neighbours(tmp_path, capsys):
     args = parser.parse_args([*argv, "--mode", "dense", "--max-memory", "64K"])
     assert args.func(args) == 2
     assert "more than max_memory" in capsys.readouterr().err
+    # nor do its knn lists with the default K (800 = 4 n / k) fit in 4 MiB
+    args = parser.parse_args([*argv, "--max-memory", "4M"])
+    assert args.func(args) == 2
+    assert "knn mode needs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args([*argv, "--k-neighbors", "0"])
+
+
+@pytest.mark.parametrize("mode", ["auto", "knn"])
+def test_knn_lists_that_would_not_fit_are_refused(mode):
+    X = np.random.default_rng(4).normal(size=(3000, 5))
+    limit = knn_bytes(3000, 100) - 1  # the default K at k = 120 is 4 n / k = 100
+    with pytest.raises(ValueError, match="knn mode needs") as err:
+        select(X, 120, mode=mode, max_memory=limit)
+    fit = int(re.search(r"k_neighbors=(\d+) would fit", str(err.value)).group(1))
+    assert fit == 99 and knn_bytes(3000, fit) <= limit < knn_bytes(3000, fit + 1)
+    cs = select(X, 120, mode=mode, max_memory=limit, k_neighbors=fit)
+    assert cs.meta["mode"] == "knn" and cs.meta["k_neighbors"] == [fit]
+    # groups run one at a time: the largest pool's lists count
+    labels = np.repeat([0, 1], [2000, 1000])
+    assert select(X, 120, labels=labels, mode=mode, max_memory=limit).meta["mode"] == "knn"
 
 
 def test_select_cli_reads_a_one_array_npz(tmp_path, capsys):

@@ -14,7 +14,7 @@ from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
 from coreselect.submodular.inputs import as_features
 from coreselect.submodular.kernels import METRICS, available_memory
-from coreselect.submodular.memory import dense_bytes
+from coreselect.submodular.memory import KNN_BYTES_PER_ENTRY, dense_bytes, knn_bytes
 from coreselect.submodular.optimizers import OPTIMIZERS, GreedyResult
 from coreselect.submodular.partition import (
     GROUP_RULES,
@@ -47,6 +47,32 @@ def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> 
     memory available on ``device``), else ``knn``."""
     limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
     return "dense" if dense_bytes(n) <= limit else "knn"
+
+
+def _check_knn_memory(
+    pools: list[tuple[int, int]], k_neighbors: int | None, device: torch.device, max_memory
+) -> None:
+    """Raise a ValueError when the knn lists of the largest pool (``(size, budget)`` pairs,
+    run one at a time) would not fit ``max_memory`` (default: half the memory available),
+    rather than letting the process run out of memory."""
+    limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
+    need, n, K = max(
+        (knn_bytes(ng, K), ng, K)
+        for ng, kg in pools
+        for K in [min(k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg), ng)]
+    )
+    if need <= limit:
+        return
+    fit = (limit - knn_bytes(n, 0)) // (KNN_BYTES_PER_ENTRY * n)
+    hint = f"k_neighbors={fit} would fit" if fit >= 1 else "no k_neighbors fits"
+    raise ValueError(
+        f"knn mode needs about {need / 2**30:.1f} GiB for a pool of {n} points with "
+        f"k_neighbors={K}, more than the memory limit of {limit / 2**30:.1f} GiB "
+        f"({'max_memory' if max_memory is not None else 'half the memory available'}); "
+        f"{hint}. Pass a smaller k_neighbors, a larger max_memory, a smaller pool "
+        "(labels split it), or mode='blockwise' (O(n) memory, but it recomputes rows: "
+        "very slow at this size)"
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -99,7 +125,10 @@ def select(
         epsilon: stochastic greedy's ``epsilon`` (sample ``(n/k) log(1/epsilon)``).
         mode: ``auto``, ``dense``, ``blockwise`` or ``knn`` (memory mode, per pool).
         max_memory: bytes the dense matrix may use (``auto`` mode; default half of the
-            available memory on the device); also the limit of the grouped matrices.
+            available memory on the device); also the limit of the grouped matrices and
+            of the knn lists (about ``32 n K`` bytes while they are built): ``auto``
+            mode, or ``knn`` with ``max_memory`` given, raises a ValueError naming a
+            ``k_neighbors`` that fits rather than run out of memory.
         group_budget: ``proportional`` (sums exactly to the budget) or ``equal``.
         k_neighbors: neighbours per point in ``knn`` mode (default ``max(32, 4 n / k)``).
         batch: initial lazy-evaluation batch.
@@ -118,7 +147,7 @@ def select(
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
             fraction outside ``(0, 1]``, labels of the wrong length, with NaN or of mixed
             types, ``batch`` or ``k_neighbors`` below 1, a negative ``max_memory``,
-            unknown options.
+            unknown options, a dense or knn pool that would not fit the memory limit.
     """
     t_start = time.perf_counter()
     Xt = as_features(X)
@@ -166,8 +195,12 @@ def select(
             f"dense mode needs {dense_bytes(pool_max) / 2**20:.0f} MiB for a pool of "
             f"{pool_max}, more than max_memory={max_memory / 2**20:.0f} MiB"
         )
-    Xd = Xt.to(dev)
     live = [g for g, b in enumerate(budgets) if b > 0]
+    if used_mode == "knn" and (mode == "auto" or max_memory is not None):
+        _check_knn_memory(
+            [(members[g].size, budgets[g]) for g in live], k_neighbors, dev, max_memory
+        )
+    Xd = Xt.to(dev)
     grouped = (
         _grouped.ENABLED
         and labels is not None
