@@ -49,6 +49,12 @@ def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> 
     return "dense" if dense_bytes(n) <= limit else "knn"
 
 
+def _neighbours(ng: int, kg: int, k_neighbors: int | None) -> int:
+    """Neighbours per point of a knn pool of ``ng`` points and budget ``kg``."""
+    K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
+    return min(int(K), ng)
+
+
 def _check_knn_memory(
     pools: list[tuple[int, int]], k_neighbors: int | None, device: torch.device, max_memory
 ) -> None:
@@ -56,11 +62,8 @@ def _check_knn_memory(
     run one at a time) would not fit ``max_memory`` (default: half the memory available),
     rather than letting the process run out of memory."""
     limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
-    need, n, K = max(
-        (knn_bytes(ng, K), ng, K)
-        for ng, kg in pools
-        for K in [min(k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg), ng)]
-    )
+    sizes = [(ng, _neighbours(ng, kg, k_neighbors)) for ng, kg in pools]
+    need, n, K = max((knn_bytes(ng, K), ng, K) for ng, K in sizes)
     if need <= limit:
         return
     fit = (limit - knn_bytes(n, 0)) // (KNN_BYTES_PER_ENTRY * n)
@@ -277,8 +280,7 @@ def select(
             Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
             K = None
             if used_mode == "knn":
-                K = k_neighbors if k_neighbors is not None else default_k_neighbors(ng, kg)
-                K = min(int(K), ng)
+                K = _neighbours(ng, kg, k_neighbors)
                 neighbors_used.append(K)
             perm = None
             if used_mode == "dense" and dev.type == "cpu":
