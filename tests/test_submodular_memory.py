@@ -110,13 +110,17 @@ def test_ivf_knn_default_probes_and_select(monkeypatch, device):
     dense = select(X, 100, mode="dense", device=device, normalize=False)
     knn = select(X, 100, mode="knn", k_neighbors=30, device=device, normalize=False)
     monkeypatch.setattr(memory, "EXACT_KNN_MAX", 1000)  # select takes the inverted file
+    chosen = []
+    choose = memory._ivf_nprobe
+    monkeypatch.setattr(memory, "_ivf_nprobe", lambda *a: chosen.append(choose(*a)) or chosen[-1])
     ivf = select(X, 100, mode="knn", k_neighbors=30, device=device, normalize=False)
-    assert ivf.meta["mode"] == "knn"
+    assert ivf.meta["mode"] == "knn" and knn.meta["knn_cells_searched"] is None
+    assert ivf.meta["knn_cells_searched"] == chosen and 1 <= chosen[0] < 44  # 4 here
     assert len(set(ivf.indices.tolist())) == 100
     assert ivf.weights.sum() == pytest.approx(2000)
-    # nearly the exact lists, so nearly the exact knn set (here 86 of 100 shared, 4 cells
-    # probed, cost 1.007 of dense greedy's against 1.008 for the exact lists; lists whose
-    # ids were permuted against their costs gave 48 and 1.046 with 8 cells)
+    # nearly the exact lists, so nearly the exact knn set (here 86 of 100 shared, cost
+    # 1.007 of dense greedy's against 1.008 for the exact lists; lists whose ids were
+    # permuted against their costs gave 48 and 1.046 with 8 cells)
     assert len(set(ivf.indices.tolist()) & set(knn.indices.tolist())) >= 75
     Xd = X.astype(np.float64)
     cost = {name: cdist(Xd, Xd[cs.indices]).min(1).sum() for name, cs in (("d", dense), ("i", ivf))}

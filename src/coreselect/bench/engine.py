@@ -256,7 +256,11 @@ def _worker(cfg: dict) -> dict:
                 }
             )
             picks = cs.indices
-            extra = {"engine_objective": cs.objective, "k_neighbors": cs.meta["k_neighbors"]}
+            extra = {
+                "engine_objective": cs.objective,
+                "k_neighbors": cs.meta["k_neighbors"],
+                "knn_cells_searched": cs.meta["knn_cells_searched"],
+            }
             if cfg.get("device", "cpu") != "cpu":
                 extra["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     elif impl == "apricot":
@@ -710,8 +714,9 @@ def run_engine_bench(args: argparse.Namespace) -> int:
         )
         if "evaluations" in cold:
             row["evaluations"] = cold["evaluations"]
-        if res.get("k_neighbors"):
-            row["k_neighbors"] = res["k_neighbors"]
+        for key in ("k_neighbors", "knn_cells_searched"):
+            if res.get(key):
+                row[key] = res[key]
         if res.get("thread_counts"):
             row["thread_counts"] = res["thread_counts"]
         picks = np.load(cfg["picks_out"])

@@ -443,7 +443,10 @@ class KnnOracle(CostOracle):
         self.cost_scale = F.cost_scale
         K = max(1, min(int(k_neighbors), n))
         self.k_neighbors = K
-        nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block)
+        info: dict = {}
+        nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block, info)
+        #: cells the inverted file searched per cell (None: exact lists)
+        self.cells_searched = info.get("cells_searched")
         self.c0 = c0
         # for candidate j, the points i that list j
         self.pt, self.val, self.ptr = by_candidate(nbr_idx, nbr_cost)
@@ -549,19 +552,20 @@ def by_candidate(
 
 
 def _knn_build(
-    F: PreparedFeatures, K: int, row_block: int, col_block: int
+    F: PreparedFeatures, K: int, row_block: int, col_block: int, info: dict | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """K nearest candidates of every point, never forming ``n^2``.
 
     Up to ``EXACT_KNN_MAX`` points: exact, one ``(row_block, n)`` tile at a time with
     ``topk`` (``col_block`` is unused there). Beyond: an inverted-file search (coarse
     k-means cells, each cell searched against its ``nprobe`` nearest cells), which is
-    approximate like any large-scale kNN.
+    approximate like any large-scale kNN; it records the cells it searched per cell in
+    ``info`` (``cells_searched``, of ``cells``) when given.
 
     Returns ``(costs (n, K) float32, indices (n, K) long, c0)``.
     """
     if F.n > EXACT_KNN_MAX:
-        return _knn_ivf(F, K)
+        return _knn_ivf(F, K, info=info)
     n = F.n
     dev = F.X.device
     nbr_cost = torch.empty((n, K), dtype=torch.float32, device=dev)
@@ -623,6 +627,7 @@ def _knn_ivf(
     seed: int = 0,
     recall: float = IVF_RECALL,
     sample: int = 256,
+    info: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Approximate kNN by an inverted file: k-means cells, search the nearest cells.
 
@@ -662,6 +667,8 @@ def _knn_ivf(
     counts_h = counts.tolist()
     if nprobe is None:
         nprobe = _ivf_nprobe(F, K, lab, probe, counts, gen, recall, sample)
+    if info is not None:  # what the build chose, for the caller's record
+        info.update(cells=nlist, cells_searched=int(nprobe))
     nbr_cost = torch.empty((n, K), dtype=torch.float32, device=dev)
     nbr_idx = torch.empty((n, K), dtype=torch.long, device=dev)
     for c in range(nlist):

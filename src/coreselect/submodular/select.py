@@ -144,7 +144,8 @@ def select(
         :class:`~coreselect.coreset.Coreset` with ``indices`` ``(k,)`` int64 ordered by
         gain (groups merged), ``weights`` ``(k,)`` float32, ``gains`` ``(k,)`` float64,
         ``objective`` (sum over groups of ``F``) and ``meta`` (timings, mode, budgets,
-        ``grouped`` and its ``rounds``...).
+        ``grouped`` and its ``rounds``, knn's ``k_neighbors`` per pool and, where a pool
+        took the inverted file (above 65,536 points), ``knn_cells_searched``...).
 
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
@@ -220,6 +221,7 @@ def select(
     kernel_s = greedy_s = weights_s = 0.0
     evaluations = 0
     neighbors_used: list[int] = []
+    cells_searched: list[int | None] = []  # knn: the inverted file's, None for exact lists
     # labelled dense lazy / stochastic selections run all groups together (same results)
     done: dict[int, tuple[GreedyResult, float]] = {}
     rounds = None
@@ -305,6 +307,8 @@ def select(
             if perm is not None:
                 res = unpermute(res, perm)
             prepared = oracle.F if used_mode == "knn" else None  # for the knn weights
+            if used_mode == "knn":
+                cells_searched.append(oracle.cells_searched)
             del oracle
             _sync(dev)
             t2 = time.perf_counter()
@@ -353,6 +357,7 @@ def select(
         "groups": [str(c) for c in classes.tolist()] if labels is not None else None,
         "group_budgets": budgets if labels is not None else None,
         "k_neighbors": neighbors_used or None,
+        "knn_cells_searched": cells_searched if any(cells_searched) else None,
         "grouped": bool(grouped),
         "rounds": rounds,
         "evaluations": int(evaluations),
