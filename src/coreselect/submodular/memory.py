@@ -529,9 +529,13 @@ def by_candidate(
     if use_scipy:
         import scipy.sparse
 
-        flat_idx, flat_cost = nbr_idx.reshape(-1).cpu().numpy(), nbr_cost.reshape(-1).cpu().numpy()
+        # int32 when it fits, as scipy would store them: converted by torch, in parallel
+        small = n * K < 2**31
+        itype, ntype = (torch.int32, np.int32) if small else (torch.long, np.int64)
+        flat_idx = nbr_idx.reshape(-1).to(device="cpu", dtype=itype).numpy()
+        flat_cost = nbr_cost.reshape(-1).cpu().numpy()
         lists = scipy.sparse.csr_matrix(
-            (flat_cost, flat_idx, np.arange(0, n * K + 1, K)), shape=(n, n)
+            (flat_cost, flat_idx, np.arange(0, n * K + 1, K, dtype=ntype)), shape=(n, n)
         ).tocsc()  # keeps the row order within each column: a stable transpose
 
         def back(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
