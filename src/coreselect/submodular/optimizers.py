@@ -198,7 +198,8 @@ def lazy_greedy(
     """Exact lazy greedy with batched re-evaluation of stale bounds.
 
     A CPU dense oracle built with ``segment`` runs
-    :func:`~coreselect.submodular.incremental.incremental_greedy` instead (same picks).
+    :func:`~coreselect.submodular.incremental.incremental_greedy` instead, a CUDA dense one
+    :func:`~coreselect.submodular.resident.resident_lazy_greedy` (same picks).
 
     Args:
         oracle: cost oracle of one pool (``n`` points).
@@ -215,6 +216,18 @@ def lazy_greedy(
         from coreselect.submodular.incremental import incremental_greedy
 
         return incremental_greedy.__wrapped__(oracle, k, on_pick=on_pick)
+    if oracle.device.type == "cuda":
+        from coreselect.submodular.resident import fits_resident, resident_lazy_greedy
+
+        if fits_resident(oracle, k):
+            return resident_lazy_greedy(oracle, k, on_pick=on_pick)
+    return _batched_lazy_greedy(oracle, k, batch=batch, max_batch=max_batch, on_pick=on_pick)
+
+
+def _batched_lazy_greedy(
+    oracle: CostOracle, k: int, *, batch: int, max_batch: int, on_pick: OnPick | None
+) -> GreedyResult:
+    """The loop of :func:`lazy_greedy` on any oracle (its arguments, host-driven rounds)."""
     st = _State(oracle, k, on_pick)
     n = oracle.n
     dev = oracle.device
