@@ -286,6 +286,61 @@ def test_a_fresh_workspace_is_claimed_once_and_touching_changes_nothing():
     assert not claim_fresh("cpu")
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    import platform
+    import re
+    import sys
+
+    m = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (
+        sys.platform.startswith("linux")
+        and bool(m)
+        and tuple(map(int, m.groups()))
+        >= (
+            major,
+            minor,
+        )
+    )
+
+
+def test_populate_maps_pages_keeping_contents_or_leaves_them_to_stores(monkeypatch):
+    from coreselect.submodular import kernels as K
+
+    # the advice only maps pages: written values stay, over a strided view too
+    t = torch.arange(3_000_000, dtype=torch.float32)
+    ref = t.clone()
+    assert K.populate(t) == _kernel_at_least(5, 14)
+    assert K.populate(t.view(1000, 3000)[:, 5:2000]) == _kernel_at_least(5, 14)
+    assert torch.equal(t, ref)
+    assert K.populate(torch.empty(0)) is False
+    # the range handed to madvise: whole pages inside the tensor's span
+    calls = []
+
+    def fake(lo, length, advice):
+        calls.append((lo, length, advice))
+        return -1  # refused, as a kernel before 5.14 answers
+
+    monkeypatch.setattr(K, "_MADVISE", fake)
+    v = t.view(1000, 3000)[10:20, 7:2000]
+    assert K.populate(v) is False
+    ((lo, length, advice),) = calls
+    start = v.data_ptr()
+    end = start + ((v.shape[0] - 1) * 3000 + v.shape[1]) * 4
+    assert advice == 23 and lo % 4096 == 0 and length % 4096 == 0 and length > 0
+    assert start <= lo and lo + length <= end and lo - start < 4096 and end - lo - length < 4096
+    assert K._MADVISE is False  # refused once: stores from then on, without asking again
+    assert K.populate(t) is False and len(calls) == 1
+    # a build that touches fresh memory with stores instead fills the same matrix
+    F = K.prepare_features(
+        torch.randn(300, 4, generator=torch.Generator().manual_seed(2)), "euclidean"
+    )
+    a = torch.full((300, 300), float("nan"))
+    K.build_dense(F, a, touch=True)
+    b = torch.empty(300, 300)
+    K.build_dense(F, b)
+    assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize(
     "optimizer,mode,labelled",
     [

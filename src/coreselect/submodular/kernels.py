@@ -31,8 +31,9 @@ norms, less rounding), as one GEMM on Gram factors that carry the norms
 ``cosine`` has cosine 0 with every other point (cost 1) and cost 0 with itself.
 
 The dense ``n x n`` matrix lives in a module-level workspace that is reused across calls
-(first touch of fresh memory costs far more than filling it; a fresh buffer is touched with
-plain stores, block by block, before a GEMM writes there: :func:`claim_fresh`);
+(first touch of fresh memory costs far more than filling it; a fresh buffer's pages are
+mapped block by block, with one ``madvise`` call each where Linux offers it (:func:`populate`)
+or else with plain stores, before a GEMM writes there: :func:`claim_fresh`);
 :func:`free_workspace` releases it. It is plain ``torch.empty`` memory: advising it for
 transparent huge pages (``MADV_HUGEPAGE``) made the first touch of 3.6 GB slower on this
 project's machines (1.7-2.5 s instead of 1.1-1.2 s by hand, with direct compaction on
@@ -42,8 +43,10 @@ fault), more than the greedy gains from fewer TLB misses.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,6 +64,7 @@ __all__ = [
     "is_symmetric",
     "workspace",
     "claim_fresh",
+    "populate",
     "free_workspace",
     "workspace_bytes",
     "available_memory",
@@ -369,8 +373,8 @@ def build_dense(
         block_rows: rows per block; default keeps a block near BUILD_BLOCK_BYTES on CPU.
         segment_min: optional ``(n, nseg)`` float32 tensor filled with the minimum of
             every row over each segment of ``seg`` consecutive columns.
-        touch: zero each block just before its GEMM (for fresh memory, see
-            :func:`claim_fresh`).
+        touch: map each block's pages (:func:`populate`, else zero it) just before its
+            GEMM (for fresh memory, see :func:`claim_fresh`).
 
     Returns:
         ``(rowsum, c0)``: ``(n,)`` float64 row sums of the cost matrix, and ``c0`` (float):
@@ -388,7 +392,7 @@ def build_dense(
         e = ends[s]
         full = out[s:e]
         blk = full[:, :n]
-        if touch:
+        if touch and not populate(full):
             full.zero_()
         cost_tile(_slice(F, s, e), F, out=blk)
         blk.diagonal(offset=s).zero_()
@@ -461,11 +465,61 @@ def workspace(numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
         return buf[:numel]
 
 
+#: ``madvise`` advice that maps and zero-fills pages in the kernel (Linux >= 5.14)
+_MADV_POPULATE_WRITE = 23
+_PAGE = 4096
+#: the C library's ``madvise`` (None: not tried yet; False: unavailable or refused)
+_MADVISE = None
+
+
+def _madvise():
+    global _MADVISE
+    if _MADVISE is None:
+        _MADVISE = False
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).madvise
+                fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                fn.restype = ctypes.c_int
+                _MADVISE = fn
+            except (OSError, AttributeError):
+                pass
+    return _MADVISE
+
+
+def populate(t: torch.Tensor) -> bool:
+    """Map the pages under the CPU tensor ``t`` (its whole span, views included) with one
+    system call, ``madvise(MADV_POPULATE_WRITE)``, instead of one page fault per 4 KiB page
+    on first write.
+
+    The kernel zero-fills the pages as a fault would, without a trap per page: on this
+    project's VMs (Firecracker guests) 3.6 GB took 1.9-2.3 s against 2.9-3.7 s for
+    ``fill_`` (1 thread, fresh processes alternated). Returns False, having done nothing,
+    where the call is unavailable (not Linux, a kernel before 5.14): the caller then touches
+    the memory with stores. Pages at the two ends that are only partly ``t``'s are left to
+    fault normally.
+    """
+    fn = _madvise()
+    if not fn or t.device.type != "cpu" or t.numel() == 0:
+        return False
+    span = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+    start = t.data_ptr()
+    lo = -(-start // _PAGE) * _PAGE
+    hi = (start + span * t.element_size()) // _PAGE * _PAGE
+    if hi <= lo:
+        return True
+    if fn(lo, hi - lo, _MADV_POPULATE_WRITE) != 0:
+        global _MADVISE
+        _MADVISE = False  # refused once (EINVAL: an older kernel): stores from now on
+        return False
+    return True
+
+
 def claim_fresh(device: torch.device | str = "cpu") -> bool:
     """True once after the CPU workspace of ``device`` was (re)allocated, False after.
 
-    The caller that is about to fill it should touch each block with plain stores just
-    before its GEMM writes there (``build_dense(touch=True)``): a GEMM writing into
+    The caller that is about to fill it should map each block (:func:`populate`, else plain
+    stores) just before its GEMM writes there (``build_dense(touch=True)``): a GEMM writing into
     never-touched pages takes its page faults far more slowly (a cold ``torch.empty`` +
     ``mm(out=)`` of 30k x 30k: 3.7-4.3 s against 1.1 s of touching plus 0.8 s of GEMM on
     this project's machines), and touching block by block keeps the block in cache for
