@@ -415,7 +415,7 @@ class BlockwiseOracle(_RowOracle):
 class KnnOracle(CostOracle):
     """Sparse kernel: every point keeps its ``K`` nearest candidates (itself included).
 
-    Up to 65,536 points the lists are exact: row blocks against all columns with one matrix
+    Up to 16,384 points the lists are exact: row blocks against all columns with one matrix
     product and ``topk`` each (memory ``O(n * K + block * n)``), and ``c0`` (euclidean) is
     the exact maximum distance from the same tiles. Larger pools use an inverted file
     (k-means cells, each searched against its nearest cells; approximate, see
@@ -592,8 +592,13 @@ def _knn_build(
     return nbr_cost, nbr_idx, c0
 
 
-#: largest pool for which the knn mode's neighbour lists are exact (brute force)
-EXACT_KNN_MAX = 65536
+#: largest pool for which the knn mode's neighbour lists are exact (brute force). Above it
+#: the inverted file lists 0.95 of them (chosen per build) several times faster: 30,000
+#: Fashion-MNIST points, K = 40: 0.50 s against 2.56 s (recall 0.966), K = 400: 0.93 s
+#: against 4.26 s (0.957); at 10,000 points 0.11 against 0.31 s. ``select(mode="knn")`` at
+#: 30,000 points, k = 3,000: 1.5 s against 3.0 s end to end, k-medoids cost 1.0070 of dense
+#: greedy's against 1.0053 with exact lists
+EXACT_KNN_MAX = 16384
 
 
 def _rank_key(F: PreparedFeatures, A: torch.Tensor, B: PreparedFeatures, out: torch.Tensor):

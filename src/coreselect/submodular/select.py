@@ -145,7 +145,7 @@ def select(
         gain (groups merged), ``weights`` ``(k,)`` float32, ``gains`` ``(k,)`` float64,
         ``objective`` (sum over groups of ``F``) and ``meta`` (timings, mode, budgets,
         ``grouped`` and its ``rounds``, knn's ``k_neighbors`` per pool and, where a pool
-        took the inverted file (above 65,536 points), ``knn_cells_searched``...).
+        took the inverted file (above 16,384 points), ``knn_cells_searched``...).
 
     Raises:
         ValueError: non-2-D ``X``, NaN/inf in ``X``, budget 0 or larger than ``n`` or a
