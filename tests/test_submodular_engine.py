@@ -361,12 +361,26 @@ def test_progress_reports_every_pick_and_changes_nothing(optimizer, mode, labell
     cs = select(X, 40, progress=lambda *c: calls.append(c), **kw)
     plain = select(X, 40, **kw)
     np.testing.assert_array_equal(cs.indices, plain.indices)
+    # while a pool's kernel is built: its rows (or lists) done, up to the pool's size
+    builds, run = [], []
+    for stage, done, total in calls:
+        if stage == "build":
+            run.append((done, total))
+        elif run:
+            builds.append(run)
+            run = []
+    grouped = cs.meta["grouped"]
+    sizes = [300] if not labelled else [int((y == g).sum()) for g in range(3)]
+    assert [r[-1] for r in builds] == ([] if grouped else [(s, s) for s in sizes])
+    for r in builds:
+        done = [d for d, _ in r]
+        assert done == sorted(done) and len({t for _, t in r}) == 1 and done[0] > 0
+    calls = [c for c in calls if c[0] != "build"]
     assert calls[0] == ("kernel", 0, 40) and calls[-1] == ("greedy", 40, 40)
     assert all(total == 40 for _, _, total in calls)
     done = [d for _, d, _ in calls]
     assert done == sorted(done)
     kernels = sum(stage == "kernel" for stage, _, _ in calls)
-    grouped = cs.meta["grouped"]
     assert grouped == (optimizer in ("lazy", "stochastic") and mode == "dense" and labelled)
     assert kernels == (3 if labelled and not grouped else 1)
     if not grouped:  # one call per pick

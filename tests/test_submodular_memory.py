@@ -113,7 +113,18 @@ def test_ivf_knn_default_probes_and_select(monkeypatch, device):
     chosen = []
     choose = memory._ivf_nprobe
     monkeypatch.setattr(memory, "_ivf_nprobe", lambda *a: chosen.append(choose(*a)) or chosen[-1])
-    ivf = select(X, 100, mode="knn", k_neighbors=30, device=device, normalize=False)
+    built = []  # progress: every point's list counted once, cell by cell
+    ivf = select(
+        X,
+        100,
+        mode="knn",
+        k_neighbors=30,
+        device=device,
+        normalize=False,
+        progress=lambda stage, done, total: stage == "build" and built.append((done, total)),
+    )
+    assert len(built) > 10 and built[-1] == (2000, 2000)
+    assert [d for d, _ in built] == sorted({d for d, _ in built})
     assert ivf.meta["mode"] == "knn" and knn.meta["knn_cells_searched"] is None
     assert ivf.meta["knn_cells_searched"] == chosen and 1 <= chosen[0] < 44  # 4 here
     assert len(set(ivf.indices.tolist())) == 100

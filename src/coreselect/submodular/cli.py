@@ -129,7 +129,7 @@ def run_select(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"coreselect select: cannot read input: {exc}", file=sys.stderr)
         return 2
-    stages = {"kernel": "building the kernel", "greedy": "greedy"}
+    stages = {"kernel": "building the kernel", "build": "building the kernel", "greedy": "greedy"}
     bar = ProgressBar(1, "select", disable=args.quiet or not sys.stderr.isatty(), stderr=True)
 
     def progress(stage: str, done: int, total: int) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from coreselect.submodular.inputs import as_features
-from coreselect.submodular.kernels import prepare_features
+from coreselect.submodular.kernels import OnRows, prepare_features
 from coreselect.submodular.memory import (
     BlockwiseOracle,
     CostOracle,
@@ -35,6 +35,7 @@ def make_oracle(
     k_neighbors: int | None = None,
     batch: int = 64,
     segment: int | None = None,
+    on_rows: OnRows | None = None,
 ) -> CostOracle:
     """Build the cost oracle of one pool.
 
@@ -46,6 +47,9 @@ def make_oracle(
         batch: rows per gathered/recomputed block for dense and blockwise.
         segment: dense only: segment width of the padded layout (see
             :class:`~coreselect.submodular.memory.DenseOracle`); ``None`` for plain rows.
+        on_rows: optional progress callback, called (possibly from worker threads) with the
+            number of points whose rows (dense, blockwise's first pass) or neighbour lists
+            (knn) were just built; they add up to ``n``.
 
     Returns:
         a :class:`~coreselect.submodular.memory.CostOracle`. Its costs, ``c0`` and gains
@@ -55,13 +59,13 @@ def make_oracle(
     """
     F = prepare_features(X, metric)
     if mode == "dense":
-        return DenseOracle(F, batch=batch, segment=segment)
+        return DenseOracle(F, batch=batch, segment=segment, on_rows=on_rows)
     if mode == "blockwise":
-        return BlockwiseOracle(F, batch=batch)
+        return BlockwiseOracle(F, batch=batch, on_rows=on_rows)
     if mode == "knn":
         if k_neighbors is None:
             raise ValueError("knn mode needs k_neighbors")
-        return KnnOracle(F, k_neighbors)
+        return KnnOracle(F, k_neighbors, on_rows=on_rows)
     raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 

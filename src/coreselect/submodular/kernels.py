@@ -48,6 +48,7 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -314,6 +315,10 @@ def cost_tile(
     return out
 
 
+#: progress callback of a kernel build: called with the number of rows just finished
+OnRows = Callable[[int], None]
+
+
 #: fewest rows of a GEMM tile (the dense build's blocks, the blockwise oracle's tiles): a
 #: BLAS takes other code paths for very short products (on this project's MKL, 1 and 2 rows
 #: round differently from 3 or more), so a short tile's rows would round unlike the same
@@ -357,6 +362,7 @@ def build_dense(
     block_rows: int | None = None,
     segment_min: torch.Tensor | None = None,
     touch: bool = False,
+    on_rows: OnRows | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
 
@@ -375,6 +381,8 @@ def build_dense(
             every row over each segment of ``seg`` consecutive columns.
         touch: map each block's pages (:func:`populate`, else zero it) just before its
             GEMM (for fresh memory, see :func:`claim_fresh`).
+        on_rows: optional callback with the number of rows of each finished block (called
+            from the worker threads), for progress.
 
     Returns:
         ``(rowsum, c0)``: ``(n,)`` float64 row sums of the cost matrix, and ``c0`` (float):
@@ -402,6 +410,8 @@ def build_dense(
         if segment_min is not None:
             full[:, n:] = float("inf")
             torch.amin(full.view(e - s, segment_min.shape[1], -1), dim=2, out=segment_min[s:e])
+        if on_rows is not None:
+            on_rows(e - s)
 
     run_blocks(block, list(ends), cpu_workers(dev))
     c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0

@@ -26,6 +26,7 @@ import torch
 from coreselect.submodular.cells import SEGMENT
 from coreselect.submodular.kernels import (
     TILE_MIN_ROWS,
+    OnRows,
     PreparedFeatures,
     build_dense,
     claim_fresh,
@@ -225,7 +226,13 @@ class DenseOracle(_RowOracle):
     mode = "dense"
     has_rows = True
 
-    def __init__(self, F: PreparedFeatures, batch: int = 64, segment: int | None = None) -> None:
+    def __init__(
+        self,
+        F: PreparedFeatures,
+        batch: int = 64,
+        segment: int | None = None,
+        on_rows: OnRows | None = None,
+    ) -> None:
         n = F.n
         super().__init__(n, F.X.device, batch)
         self.cost_scale = F.cost_scale
@@ -240,7 +247,9 @@ class DenseOracle(_RowOracle):
             self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
             self.C = full[:, :n]
             touch = claim_fresh(self.device)
-            rowsum, c0 = build_dense(F, full, segment_min=self.segment_min, touch=touch)
+            rowsum, c0 = build_dense(
+                F, full, segment_min=self.segment_min, touch=touch, on_rows=on_rows
+            )
             self.skips_segments = self.device.type == "cpu"
             if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
@@ -249,7 +258,7 @@ class DenseOracle(_RowOracle):
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)
-            rowsum, c0 = build_dense(F, self.C, touch=claim_fresh(self.device))
+            rowsum, c0 = build_dense(F, self.C, touch=claim_fresh(self.device), on_rows=on_rows)
         self.c0 = c0
         # first-step gains sum_i (c0 - c_ij), in float64 from the float32 row sums
         self.g0 = n * c0 - rowsum
@@ -376,7 +385,7 @@ class BlockwiseOracle(_RowOracle):
 
     mode = "blockwise"
 
-    def __init__(self, F: PreparedFeatures, batch: int = 64) -> None:
+    def __init__(self, F: PreparedFeatures, batch: int = 64, on_rows: OnRows | None = None) -> None:
         n = F.n
         super().__init__(n, F.X.device, batch, min_rows=min(TILE_MIN_ROWS, n))
         self.F = F
@@ -390,6 +399,8 @@ class BlockwiseOracle(_RowOracle):
             R = self.rows_into(torch.arange(s, e, device=self.device), self._scratch[w][0])
             torch.sum(R, dim=1, out=rowsum[s:e])
             torch.amax(R, dim=1, out=rowmax[s:e])
+            if on_rows is not None:
+                on_rows(e - s)
 
         run_blocks(sums, range(0, n, self.chunk), self.workers)
         self.c0 = float(rowmax.max().item()) if F.metric == "euclidean" else 1.0
@@ -435,6 +446,7 @@ class KnnOracle(CostOracle):
         k_neighbors: int,
         row_block: int = 256,
         col_block: int = 8192,
+        on_rows: OnRows | None = None,
     ) -> None:
         n = F.n
         self.n = n
@@ -444,7 +456,7 @@ class KnnOracle(CostOracle):
         K = max(1, min(int(k_neighbors), n))
         self.k_neighbors = K
         info: dict = {}
-        nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block, info)
+        nbr_cost, nbr_idx, c0 = _knn_build(F, K, row_block, col_block, info, on_rows)
         #: cells the inverted file searched per cell (None: exact lists)
         self.cells_searched = info.get("cells_searched")
         self.c0 = c0
@@ -556,7 +568,12 @@ def by_candidate(
 
 
 def _knn_build(
-    F: PreparedFeatures, K: int, row_block: int, col_block: int, info: dict | None = None
+    F: PreparedFeatures,
+    K: int,
+    row_block: int,
+    col_block: int,
+    info: dict | None = None,
+    on_rows: OnRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """K nearest candidates of every point, never forming ``n^2``.
 
@@ -564,12 +581,13 @@ def _knn_build(
     ``topk`` (``col_block`` is unused there). Beyond: an inverted-file search (coarse
     k-means cells, each cell searched against its ``nprobe`` nearest cells), which is
     approximate like any large-scale kNN; it records the cells it searched per cell in
-    ``info`` (``cells_searched``, of ``cells``) when given.
+    ``info`` (``cells_searched``, of ``cells``) when given. ``on_rows`` is called with the
+    number of points whose lists are done, as they are (progress).
 
     Returns ``(costs (n, K) float32, indices (n, K) long, c0)``.
     """
     if F.n > EXACT_KNN_MAX:
-        return _knn_ivf(F, K, info=info)
+        return _knn_ivf(F, K, info=info, on_rows=on_rows)
     n = F.n
     dev = F.X.device
     nbr_cost = torch.empty((n, K), dtype=torch.float32, device=dev)
@@ -588,6 +606,8 @@ def _knn_build(
         vals, idx = torch.topk(key, K, dim=1, largest=False)
         nbr_idx[rs:re] = idx
         nbr_cost[rs:re] = _key_to_cost(F, vals, F.sq[rs:re])
+        if on_rows is not None:
+            on_rows(re - rs)
     c0 = float(cmax.clamp_min(0).sqrt().item()) if F.metric == "euclidean" else 1.0
     return nbr_cost, nbr_idx, c0
 
@@ -637,6 +657,7 @@ def _knn_ivf(
     recall: float = IVF_RECALL,
     sample: int = 256,
     info: dict | None = None,
+    on_rows: OnRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Approximate kNN by an inverted file: k-means cells, search the nearest cells.
 
@@ -700,6 +721,8 @@ def _knn_ivf(
         vals, pos = torch.topk(key, K, dim=1, largest=False, sorted=False)
         nbr_idx[q] = cand[pos]
         nbr_cost[q] = _key_to_cost(F, vals, sq[q])
+        if on_rows is not None:
+            on_rows(m)
     if F.metric != "euclidean":
         return nbr_cost, nbr_idx, 1.0
     far = int(torch.argmax(sq).item())

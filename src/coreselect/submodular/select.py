@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -137,8 +138,10 @@ def select(
         batch: initial lazy-evaluation batch.
         progress: optional callback ``progress(stage, done, total)``: ``stage`` is
             ``"kernel"`` when a pool's kernel is about to be built and ``"greedy"`` after
-            picks (every pick, or every round of the grouped greedy); ``done`` counts
-            the picks so far over all groups and ``total`` is the budget ``k``.
+            picks (every pick, or every round of the grouped greedy), with ``done`` the
+            picks so far over all groups and ``total`` the budget ``k``; and ``"build"``
+            while one pool's kernel is built (one-pool paths), with ``done`` of its
+            ``total`` points' rows or neighbour lists built (called from worker threads).
 
     Returns:
         :class:`~coreselect.coreset.Coreset` with ``indices`` ``(k,)`` int64 ordered by
@@ -232,6 +235,20 @@ def select(
             progress(stage, before + picks, k)
 
     on_pick = (lambda picks: report("greedy", picks)) if progress is not None else None
+
+    def rows(total: int):
+        """Progress of one pool's build: ``("build", rows done, total)``, from any thread."""
+        if progress is None:
+            return None
+        lock, done = threading.Lock(), [0]
+
+        def on_rows(m: int) -> None:
+            with lock:
+                done[0] += m
+                progress("build", done[0], total)
+
+        return on_rows
+
     if grouped:
         _sync(dev)
         t0 = time.perf_counter()
@@ -292,10 +309,10 @@ def select(
                 # the same layout: the same float32 costs and row sums, so lazy returns
                 # its picks exactly (on the given order they round differently)
                 perm = cell_order(Xg, SEGMENT, metric=metric)
-                oracle = make_oracle(Xg[perm], metric, used_mode, segment=SEGMENT)
+                oracle = make_oracle(Xg[perm], metric, used_mode, segment=SEGMENT, on_rows=rows(ng))
                 oracle.ids = perm
             else:
-                oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K)
+                oracle = make_oracle(Xg, metric, used_mode, k_neighbors=K, on_rows=rows(ng))
             c0, scale = oracle.c0, oracle.cost_scale
             _sync(dev)
             t1 = time.perf_counter()
