@@ -326,8 +326,9 @@ def test_populate_maps_pages_keeping_contents_or_leaves_them_to_stores(monkeypat
     ((lo, length, advice),) = calls
     start = v.data_ptr()
     end = start + ((v.shape[0] - 1) * 3000 + v.shape[1]) * 4
-    assert advice == 23 and lo % 4096 == 0 and length % 4096 == 0 and length > 0
-    assert start <= lo and lo + length <= end and lo - start < 4096 and end - lo - length < 4096
+    page = K._PAGE
+    assert advice == 23 and lo % page == 0 and length % page == 0 and length > 0
+    assert start <= lo and lo + length <= end and lo - start < page and end - lo - length < page
     assert K._MADVISE is False  # refused once: stores from then on, without asking again
     assert K.populate(t) is False and len(calls) == 1
     # a build that touches fresh memory with stores instead fills the same matrix

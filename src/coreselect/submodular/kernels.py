@@ -477,7 +477,7 @@ def workspace(numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
 
 #: ``madvise`` advice that maps and zero-fills pages in the kernel (Linux >= 5.14)
 _MADV_POPULATE_WRITE = 23
-_PAGE = 4096
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 #: the C library's ``madvise`` (None: not tried yet; False: unavailable or refused)
 _MADVISE = None
 
