@@ -77,6 +77,11 @@ def test_tiny_engine_run(tmp_path):
     assert args.func(args) == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"machine", "floor", "runs", "ratios"}
+    # the floor's parts, each on fresh memory: the faster first touch plus a warm GEMM
+    f = res["floor"]
+    assert f["alloc_touch_s"] > 0 and f["gemm_s"] > 0 and f["cold_alloc_gemm_s"] > 0
+    touches = [t for t in (f["alloc_touch_s"], f["alloc_populate_s"]) if t is not None]
+    assert f["floor_s"] == pytest.approx(min(touches) + f["gemm_s"])
     (run,) = res["runs"]
     for key in (
         "impl",
