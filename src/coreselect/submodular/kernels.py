@@ -502,9 +502,11 @@ def populate(t: torch.Tensor) -> bool:
     system call, ``madvise(MADV_POPULATE_WRITE)``, instead of one page fault per 4 KiB page
     on first write.
 
-    The kernel zero-fills the pages as a fault would, without a trap per page: on this
-    project's VMs (Firecracker guests) 3.6 GB took 1.9-2.3 s against 2.9-3.7 s for
-    ``fill_`` (1 thread, fresh processes alternated). Returns False, having done nothing,
+    The kernel zero-fills the pages as a fault would, without a trap per page. On this
+    project's VMs (Firecracker guests) a cold ``select`` of 30,000 points spent a median
+    2.12 s in its kernel phase against 2.34 s with stores at 2 threads, 4.64 s against 4.80 s
+    at 1 (``benchmarks/engine/cold_touch.py``, ABBA in fresh processes; the first touch of
+    fresh memory there varies by process by 2x either way). Returns False, having done nothing,
     where the call is unavailable (not Linux, a kernel before 5.14): the caller then touches
     the memory with stores. Pages at the two ends that are only partly ``t``'s are left to
     fault normally.
