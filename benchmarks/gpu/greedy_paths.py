@@ -43,8 +43,12 @@ def run_path(oracle, k: int, path: str):
     if path == "batched":
         res = optimizers._batched_lazy_greedy(oracle, k, batch=16, max_batch=4096, on_pick=None)
     else:
-        resident.GRAPH_STEPS = 0 if path == "resident-eager" else 32
-        res = resident.resident_lazy_greedy(oracle, k)
+        default = resident.GRAPH_STEPS
+        resident.GRAPH_STEPS = 0 if path == "resident-eager" else default
+        try:
+            res = resident.resident_lazy_greedy(oracle, k)
+        finally:
+            resident.GRAPH_STEPS = default
     _sync(dev)
     return res, time.perf_counter() - t0
 
