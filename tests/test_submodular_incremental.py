@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 
 from coreselect import select
-from coreselect.submodular import lazy_greedy, naive_greedy, stochastic_greedy
+from coreselect.submodular import kernels, lazy_greedy, naive_greedy, stochastic_greedy
 from coreselect.submodular.cells import cell_order, unpermute
 from coreselect.submodular.facility_location import make_oracle
 from coreselect.submodular.incremental import incremental_greedy
-from coreselect.submodular.kernels import is_symmetric
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 METRICS = ["euclidean", "rbf", "cosine"]
@@ -90,15 +91,60 @@ def test_dense_matrix_is_exactly_symmetric_on_cpu(metric):
         assert torch.equal(C, C.T)
 
 
-def test_symmetry_probe_catches_a_rounding_difference():
-    X = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
-    C = make_oracle(X, "euclidean", "dense", segment=64).C.clone()
-    assert is_symmetric(C)
-    up = C.triu(1)
-    assert not is_symmetric(C + torch.where(up > 0, up * 2e-7, 0.0))  # last-bit noise
-    C2 = C.clone()
-    C2[3, 499] = torch.nextafter(C2[3, 499], torch.tensor(float("inf")))
-    assert not is_symmetric(C2)  # the tail block is read whole
+def test_dense_build_is_symmetric_even_when_the_gemm_rounds_by_tile(monkeypatch):
+    # the lower triangle is copied from the upper, not recomputed: a BLAS whose rounding
+    # depends on the tile's shape (as MKL's does for 1- and 2-row products) or on the
+    # order it sums in must not make row i and column i part
+    real = kernels.cost_tile
+
+    def by_shape(A, B, out=None):
+        out = real(A, B, out=out)
+        return out.mul_(1.0 + 1e-6 * (A.n % 7 + B.n % 5))  # depends on the tile
+
+    monkeypatch.setattr(kernels, "cost_tile", by_shape)
+    gen = torch.Generator().manual_seed(0)
+    for n, rows in ((500, 64), (203, 16), (64, 64), (9, 8)):
+        F = kernels.prepare_features(torch.randn(n, 6, generator=gen), "euclidean")
+        C = torch.full((n, n), float("nan"))
+        rowsum, c0 = kernels.build_dense(F, C, block_rows=rows)
+        assert torch.equal(C, C.T)
+        assert torch.equal(C.diagonal(), torch.zeros(n))
+        assert torch.equal(rowsum, C.sum(dim=1).to(torch.float64)) and c0 == C.max().item()
+
+
+def test_dense_build_passes_on_a_failed_block_without_hanging(monkeypatch):
+    # a block waits for the blocks above it; one that raises must release them
+    real = kernels.cost_tile
+    calls = []
+
+    def fail_third(A, B, out=None):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("tile failed")
+        return real(A, B, out=out)
+
+    monkeypatch.setattr(kernels, "cost_tile", fail_third)
+    F = kernels.prepare_features(torch.randn(400, 5), "euclidean")
+    errors = []
+
+    def build(threads):
+        torch.set_num_threads(threads)
+        calls.clear()
+        try:
+            kernels.build_dense(F, torch.empty(400, 400), block_rows=32)
+        except RuntimeError as err:
+            errors.append(str(err))
+
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            worker = threading.Thread(target=build, args=(threads,), daemon=True)
+            worker.start()
+            worker.join(timeout=60)
+            assert not worker.is_alive(), "the build hung on a failed block"
+    finally:
+        torch.set_num_threads(old)
+    assert errors == ["tile failed", "tile failed"]
 
 
 def test_lazy_falls_back_to_the_batched_lazy_greedy_without_symmetry(monkeypatch):

@@ -5,9 +5,10 @@ Usage: python benchmarks/engine/ab.py OLD_COMMIT [--optimizer lazy] [--mode auto
     [--groups G] [--out benchmarks/results/engine-ab.json]
 
 OLD_COMMIT is checked out in a temporary git worktree; each round runs one fresh process per
-side (old, new), alternating, and each process times ``--calls`` calls of `select` (in
-``--mode``) on the same Fashion-MNIST features (n = 30,000, d = 64, k = 3,000 unless
-``--n``/``--k`` say otherwise): the first call is cold (fresh workspace), the others warm.
+side, old first in even rounds and new first in odd ones (ABBA), and each process times
+``--calls`` calls of `select` (in ``--mode``) on the same Fashion-MNIST features (n = 30,000,
+d = 64, k = 3,000 unless ``--n``/``--k`` say otherwise): the first call is cold (fresh
+workspace), the others warm.
 ``--data copies`` draws the n points from the first 300 of them (exact duplicates),
 ``--data corners`` keeps the signs of their first 8 coordinates (248 distinct binary points
 at n = 30,000): inputs full of exact ties; ``--data blobs`` is the engine bench's
@@ -126,7 +127,10 @@ def main() -> int:
             np.save(feats, features(args.data, args.n))
             rows = []
             for r in range(args.rounds):
-                for side, src in (("old", wt / "src"), ("new", ROOT / "src")):
+                sides = (("old", wt / "src"), ("new", ROOT / "src"))
+                # ABBA: the side that runs first alternates, so a VM speeding up (or
+                # slowing down) through the session favours neither
+                for side, src in sides if r % 2 == 0 else sides[::-1]:
                     env = dict(os.environ, PYTHONPATH=str(src))
                     cmd = [sys.executable, "-c", CHILD, str(feats), args.optimizer]
                     cmd += [
@@ -154,7 +158,8 @@ def main() -> int:
         warm = [c for x in rows if x["side"] == side for c in x["calls"][1:]] or cold
         med = sorted(c["greedy_s"] for c in warm)[len(warm) // 2]
         print(
-            f"{side}: cold total {[round(c['total_s'], 2) for c in cold]}, median "
+            f"{side}: cold total {[round(c['total_s'], 2) for c in cold]}, cold kernel "
+            f"{[round(c['kernel_s'], 2) for c in cold]}, median "
             f"{'warm ' if args.calls > 1 else ''}greedy {med:.2f} s, "
             f"evaluations {warm[0]['evaluations']}"
         )

@@ -5,11 +5,11 @@ any gain: candidate ``j`` loses ``min(max(0, o_i - c_ij), o_i - w_i)``, which is
 ``c_ij < o_i``. With the pool in :func:`~coreselect.submodular.cells.cell_order` and the
 cost matrix cut into column segments with known row minima, the update of ``i`` reads only
 the segments of row ``i`` whose minimum is below ``o_i`` (the matrix is bitwise symmetric,
-see :meth:`~coreselect.submodular.kernels.PreparedFeatures.factors`, probed after every build:
-row ``i`` holds ``c_ij`` for every candidate ``j`` exactly as row ``j`` does; ``lazy`` falls
-back to the batched lazy greedy when the probe fails). On 30,000 Fashion-MNIST points that is
-about a third of the bytes the batched lazy greedy reads (its stale bounds are loose in
-the first hundred picks, so it evaluates ~80 full rows per pick).
+built so by :func:`~coreselect.submodular.kernels.build_dense`: row ``i`` holds ``c_ij`` for
+every candidate ``j`` exactly as row ``j`` does; ``lazy`` runs the batched lazy greedy on an
+oracle without :attr:`~coreselect.submodular.memory.CostOracle.symmetric`). On 30,000
+Fashion-MNIST points that is about a third of the bytes the batched lazy greedy reads (its
+stale bounds are loose in the first hundred picks, so it evaluates ~80 full rows per pick).
 
 A pick lowers the costs through :meth:`~coreselect.submodular.memory.SegmentCosts.cover`,
 which reads only the segments of its row whose minimum is below the segment's largest cost.

@@ -32,7 +32,6 @@ from coreselect.submodular.kernels import (
     claim_fresh,
     cost_tile,
     cpu_workers,
-    is_symmetric,
     run_blocks,
     workspace,
 )
@@ -95,8 +94,9 @@ class CostOracle(abc.ABC):
     #: True for a segmented dense matrix on CPU: :meth:`DenseOracle.gains_skipping` and
     #: :class:`SegmentCosts` are available.
     skips_segments: bool = False
-    #: True when row ``i`` holds ``c_ij`` bit for bit as row ``j`` holds ``c_ji`` (probed on
-    #: a CPU dense matrix); with ``skips_segments``, ``lazy`` runs the incremental greedy.
+    #: True when row ``i`` holds ``c_ij`` bit for bit as row ``j`` holds ``c_ji`` (a dense
+    #: matrix: :func:`~coreselect.submodular.kernels.build_dense` copies its lower triangle
+    #: from the upper); with ``skips_segments``, ``lazy`` runs the incremental greedy.
     symmetric: bool = False
 
     @abc.abstractmethod
@@ -254,7 +254,7 @@ class DenseOracle(_RowOracle):
             if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
                 self._smin = self.segment_min.numpy()
-                self.symmetric = is_symmetric(self.C)
+                self.symmetric = True  # build_dense mirrors its upper triangle
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)

@@ -304,8 +304,8 @@ def select(
             perm = None
             if used_mode == "dense" and dev.type == "cpu":
                 # cell order + segmented matrix: gains read only the segments that can
-                # matter; lazy runs the exact incremental greedy (CPU only: it needs a
-                # bitwise symmetric matrix, checked for the CPU GEMM only). naive runs on
+                # matter; lazy runs the exact incremental greedy (CPU only: its per-pick
+                # bookkeeping runs on numpy views). naive runs on
                 # the same layout: the same float32 costs and row sums, so lazy returns
                 # its picks exactly (on the given order they round differently)
                 perm = cell_order(Xg, SEGMENT, metric=metric)
