@@ -376,8 +376,9 @@ def build_dense(
     while the block is still in cache, its row sums and maxima (first-step gains and
     ``c0``) and, when asked, its segment minima. No ``n^2`` temporary is ever created.
 
-    A block waits for the blocks above it before its copy; blocks are handed out in order,
-    so with ``w`` worker threads it waits for at most ``w - 1`` of them, which started first.
+    A block copies from the blocks above it in order, waiting for each as its rows come due:
+    blocks are handed out in order, so with ``w`` worker threads only the last ``w - 1`` of
+    them can still be running, and they are copied last.
 
     Args:
         F: prepared features, ``n`` points.
@@ -422,12 +423,14 @@ def build_dense(
             # blocks') need not round c(a, b) and c(b, a) alike
             tri = upper[:, : e - s].triu(1)
             torch.add(tri, tri.T, out=upper[:, : e - s])
-            for j in range(i):
-                finished[j].wait()
-            if failed:
-                return
+            above = 0  # blocks above known finished: wait for each only when its rows are due
             for a in range(0, s, tile):
                 b = min(a + tile, s)
+                while above < i and bounds[above][0] < b:
+                    finished[above].wait()
+                    above += 1
+                if failed:
+                    return
                 full[:, a:b].copy_(out[a:b, s:e].T)
             blk = full[:, :n]
             torch.sum(blk, dim=1, out=rowsum[s:e])  # float32 cascade sum, accurate enough
