@@ -41,7 +41,7 @@ def run_path(oracle, k: int, path: str):
     _sync(dev)
     t0 = time.perf_counter()
     if path == "batched":
-        res = optimizers._batched_lazy_greedy(oracle, k, batch=16, max_batch=4096, on_pick=None)
+        res = optimizers._batched_lazy_greedy(oracle, k)
     else:
         default = resident.GRAPH_STEPS
         resident.GRAPH_STEPS = 0 if path == "resident-eager" else default

@@ -185,13 +185,17 @@ def naive_greedy(
     return st.result()
 
 
+#: the batched lazy greedy's first number of stale bounds evaluated per round, and its cap
+LAZY_BATCH, LAZY_MAX_BATCH = 16, 4096
+
+
 @_one_thread
 def lazy_greedy(
     oracle: CostOracle,
     k: int,
     *,
-    batch: int = 16,
-    max_batch: int = 4096,
+    batch: int = LAZY_BATCH,
+    max_batch: int = LAZY_MAX_BATCH,
     on_pick: OnPick | None = None,
     **_: object,
 ) -> GreedyResult:
@@ -225,7 +229,12 @@ def lazy_greedy(
 
 
 def _batched_lazy_greedy(
-    oracle: CostOracle, k: int, *, batch: int, max_batch: int, on_pick: OnPick | None
+    oracle: CostOracle,
+    k: int,
+    *,
+    batch: int = LAZY_BATCH,
+    max_batch: int = LAZY_MAX_BATCH,
+    on_pick: OnPick | None = None,
 ) -> GreedyResult:
     """The loop of :func:`lazy_greedy` on any oracle (its arguments, host-driven rounds)."""
     st = _State(oracle, k, on_pick)
