@@ -225,6 +225,7 @@ class DenseOracle(_RowOracle):
 
     mode = "dense"
     has_rows = True
+    symmetric = True  # build_dense copies the lower triangle from the upper
 
     def __init__(
         self,
@@ -254,7 +255,6 @@ class DenseOracle(_RowOracle):
             if self.skips_segments:  # numpy views for the per-pick bookkeeping
                 self._segs = self.segments.numpy()  # (n * nseg, segment)
                 self._smin = self.segment_min.numpy()
-                self.symmetric = True  # build_dense mirrors its upper triangle
         else:
             self.segment_min = None
             self.C = workspace(n * n, F.X.device).view(n, n)
