@@ -21,6 +21,7 @@ from coreselect.submodular.kernels import (
     cost_tile,
     free_workspace,
     prepare_features,
+    single_thread,
     workspace,
     workspace_bytes,
 )
@@ -250,6 +251,24 @@ def test_the_dense_build_has_no_short_tail_block():
     C = torch.empty(1025, 1025)
     build_dense(F, C, block_rows=64)
     assert torch.equal(C, C.T)
+
+
+def test_the_dense_build_rounds_every_row_as_a_whole_row_tile():
+    # each block computes only its columns right of the diagonal: the last blocks' narrow
+    # products must still round as the same row computed whole (as blockwise computes it)
+    gen = torch.Generator().manual_seed(2)
+    cases = [(200, 8, 3), (203, 16, 17), (130, 8, 64), (1000, 64, 5), (1000, 10, 17)]
+    for n, rows, d in cases + [
+        (int(m), 8 + int(m) % 50, 3 + int(m) % 30) for m in range(90, 900, 37)
+    ]:
+        F = prepare_features(torch.randn(n, d, generator=gen), "euclidean")
+        C = torch.empty(n, n)
+        build_dense(F, C, block_rows=rows)
+        with single_thread():  # a tile split between BLAS threads rounds by part
+            tiles = [cost_tile(F.subset(torch.arange(s, e)), F) for s, e in _block_bounds(n, rows)]
+        whole = torch.cat(tiles)
+        upper = torch.ones(n, n, dtype=torch.bool).triu(1)
+        assert torch.equal(C[upper], whole[upper]), (n, rows, d)
 
 
 def test_the_dense_build_does_not_depend_on_the_thread_count():

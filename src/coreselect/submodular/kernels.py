@@ -326,6 +326,13 @@ OnRows = Callable[[int], None]
 TILE_MIN_ROWS = 8
 
 
+#: fewest columns of the dense build's GEMM tiles: the last blocks need only a few columns
+#: right of the diagonal, but a very narrow product takes other code paths (on this
+#: project's MKL, 8 columns rounded unlike the same columns of a wide tile, 24 or more alike),
+#: and a row of the dense matrix should round as the same row computed whole (blockwise)
+TILE_MIN_COLS = 64
+
+
 #: bytes of one dense-build block on CPU: its GEMM and elementwise passes run from the last
 #: level cache. Larger blocks amortize the GEMM's packing of the ``(n, d + 2)`` factor, which
 #: is repacked for every block: on an AMD EPYC VM (32 MiB L3), 30,000 points, the warm build
@@ -370,8 +377,9 @@ def build_dense(
     """Fill the dense ``n x n`` cost matrix in fused, cache-sized row blocks.
 
     The matrix is symmetric, so each block of rows ``s:e`` computes only its columns
-    ``s:n`` (GEMM, in-place distance transform, zero diagonal) and copies its columns
-    ``0:s`` from the rows above, transposed: half the GEMM and half the transform, and a
+    ``s:n`` (GEMM, in-place distance transform, zero diagonal; at least
+    :data:`TILE_MIN_COLS` columns) and copies its columns ``0:s`` from the rows above,
+    transposed: half the GEMM and half the transform, and a
     matrix that is bitwise symmetric by construction, whatever order a BLAS sums in. Then,
     while the block is still in cache, its row sums and maxima (first-step gains and
     ``c0``) and, when asked, its segment minima. No ``n^2`` temporary is ever created.
@@ -417,12 +425,15 @@ def build_dense(
             full = out[s:e]
             if touch and not populate(full):
                 full.zero_()
-            upper = full[:, s:n]
-            cost_tile(_slice(F, s, e), _slice(F, s, n), out=upper)
-            # the diagonal tile from its strict upper triangle too: a short GEMM (the last
-            # blocks') need not round c(a, b) and c(b, a) alike
-            tri = upper[:, : e - s].triu(1)
-            torch.add(tri, tri.T, out=upper[:, : e - s])
+            # the GEMM from column lo <= s: at least TILE_MIN_COLS columns (the copy below
+            # overwrites those left of s)
+            lo = max(0, min(s, n - TILE_MIN_COLS))
+            cost_tile(_slice(F, s, e), _slice(F, lo, n), out=full[:, lo:n])
+            # the diagonal tile from its strict upper triangle too (the GEMM need not round
+            # c(a, b) and c(b, a) alike)
+            diag = full[:, s:e]
+            tri = diag.triu(1)
+            torch.add(tri, tri.T, out=diag)
             above = 0  # blocks above known finished: wait for each only when its rows are due
             for a in range(0, s, tile):
                 b = min(a + tile, s)
