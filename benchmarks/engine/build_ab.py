@@ -5,8 +5,9 @@ Usage: python benchmarks/engine/build_ab.py OLD_COMMIT [--threads 2] [--rounds 4
 
 Both `kernels` modules are loaded side by side (the old one from ``git show``), and each
 round builds the cost matrix of the same features (``--data`` as in ``ab.py``, d = 64) into
-the same buffer, laid out as `select` lays it out on CPU: the pool in cell order, rows padded
-to whole segments (``cells.SEGMENT`` columns) with the segment minima. The order of the two
+the same buffer, laid out as `select` lays it out on CPU (this checkout's layout): the pool in
+cell order, rows padded to whole segments (``cells.SEGMENT`` columns, ``segment_count``)
+with the segment minima. The order of the two
 sides alternates by round (ABBA). Every build is checked bitwise against the first (matrix,
 row sums, ``c0``, segment minima). Only the build is timed: warm memory, no greedy.
 """
@@ -42,6 +43,7 @@ def main() -> int:
 
     from coreselect.submodular import kernels
     from coreselect.submodular.cells import SEGMENT, cell_order
+    from coreselect.submodular.memory import segment_count
 
     ap = ab_parser(__doc__, rounds=4, threads=2, out="engine-build-ab.json")
     ap.add_argument("--n", type=int, default=30000, help="pool size (at most 60,000)")
@@ -60,7 +62,7 @@ def main() -> int:
     X = torch.as_tensor(features(args.data, args.n))
     X = X[cell_order(X, SEGMENT, metric="euclidean")]
     n = X.shape[0]
-    nseg = -(-n // SEGMENT)
+    nseg = segment_count(n)
     out = torch.zeros(n, nseg * SEGMENT)
     smin = torch.empty(n, nseg)
     seconds: dict[str, list[float]] = {"old": [], "new": []}
