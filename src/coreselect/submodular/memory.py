@@ -49,11 +49,12 @@ __all__ = [
 
 
 def segment_count(n: int, segment: int = SEGMENT) -> int:
-    """Segments per row of the segmented dense layout of ``n`` points: enough for ``n``
-    columns, and an odd number. A row stride of an even number of 128-float segments is a
-    multiple of 1 KiB (of 4 KiB for a multiple of 8): the rows' lines then crowd into few
-    cache sets, and the dense build's transposed copy, which reads one line from each of
-    512 rows at a time, slowed down by half (30,100 points, 236 segments, by hand)."""
+    """Segments per row (an odd int) of the segmented dense layout of ``n`` points: the
+    fewest odd number of ``segment`` columns that holds ``n``. A row stride of an even number
+    of 128-float segments is a multiple of 1 KiB (of 4 KiB for a multiple of 8): the rows'
+    lines then crowd into few cache sets, and the dense build's transposed copy, which reads
+    one line from each of 512 rows at a time, took 1.34 s instead of 0.87 s (236 segments
+    against 235, 1 thread, by hand)."""
     return -(-n // segment) | 1
 
 
