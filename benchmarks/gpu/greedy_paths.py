@@ -41,7 +41,13 @@ def run_path(oracle, k: int, path: str):
     _sync(dev)
     t0 = time.perf_counter()
     if path == "batched":
-        res = optimizers._batched_lazy_greedy(oracle, k)
+        res = optimizers._batched_lazy_greedy(
+            oracle,
+            k,
+            batch=optimizers.LAZY_BATCH,
+            max_batch=optimizers.LAZY_MAX_BATCH,
+            on_pick=None,
+        )
     else:
         default = resident.GRAPH_STEPS
         resident.GRAPH_STEPS = 0 if path == "resident-eager" else default

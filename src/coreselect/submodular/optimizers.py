@@ -229,12 +229,7 @@ def lazy_greedy(
 
 
 def _batched_lazy_greedy(
-    oracle: CostOracle,
-    k: int,
-    *,
-    batch: int = LAZY_BATCH,
-    max_batch: int = LAZY_MAX_BATCH,
-    on_pick: OnPick | None = None,
+    oracle: CostOracle, k: int, *, batch: int, max_batch: int, on_pick: OnPick | None
 ) -> GreedyResult:
     """The loop of :func:`lazy_greedy` on any oracle (its arguments, host-driven rounds)."""
     st = _State(oracle, k, on_pick)
