@@ -345,6 +345,29 @@ def test_select_cli(tmp_path, capsys):
     assert "larger than the pool" in capsys.readouterr().err
 
 
+def test_memory_sizes_read_and_written():
+    from coreselect.submodular.memory import as_bytes, format_bytes
+
+    assert as_bytes(4 * 2**20) == as_bytes("4M") == as_bytes(" 4 MiB ") == as_bytes(4.0 * 2**20)
+    assert as_bytes(np.int64(7)) == 7 and as_bytes("0") == 0
+    for bad in (-1, "4X", True, None, float("inf"), [4]):
+        with pytest.raises(ValueError, match="memory must be a size"):
+            as_bytes(bad)
+    assert [format_bytes(b) for b in (0, 1023, 1024, 3 * 2**20 + 2**19, 5 * 2**40)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "3.5 MiB",
+        "5.0 TiB",
+    ]
+    # select reads the same sizes: 2,000 x 2,048 float32 does not fit in "4M"
+    X = np.random.default_rng(2).normal(size=(2000, 4))
+    a = select(X, 10, max_memory="4M", k_neighbors=7)
+    b = select(X, 10, max_memory=4 * 2**20, k_neighbors=7)
+    assert a.meta["mode"] == b.meta["mode"] == "knn"
+    assert np.array_equal(a.indices, b.indices)
+
+
 def test_select_cli_memory_limit_and_neighbours(tmp_path, capsys):
     from coreselect.submodular.cli import _memory, register
 

@@ -26,23 +26,14 @@ def _budget(text: str) -> int | float:
         ) from exc
 
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
 def _memory(text: str) -> int:
-    """``"8G"`` -> bytes (binary units K, M, G, T; an optional trailing ``B``/``iB``;
-    a plain number is bytes)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1] if t and t[-1] in "KMGT" else ""
+    """``"8G"`` -> bytes (:func:`~coreselect.submodular.memory.as_bytes`)."""
+    from coreselect.submodular.memory import as_bytes
+
     try:
-        value = float(t[: len(t) - len(unit)])
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"memory must be a size such as 8G, 512M or 1000000 (bytes), got {text!r}"
-        )
-    return int(value * _UNITS[unit])
+        return as_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _positive(text: str) -> int:

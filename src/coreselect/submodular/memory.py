@@ -45,7 +45,39 @@ __all__ = [
     "dense_bytes",
     "knn_bytes",
     "segment_count",
+    "as_bytes",
+    "format_bytes",
 ]
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def as_bytes(size: int | float | str) -> int:
+    """A memory size in bytes: a number of bytes (>= 0), or text such as ``"8G"``,
+    ``"512MiB"``, ``"1.5k"`` (binary units K, M, G, T; an optional trailing ``B``/``iB``;
+    plain digits are bytes). Raises a ValueError naming the value otherwise."""
+    if isinstance(size, str):
+        t = size.strip().upper().removesuffix("IB").removesuffix("B")
+        unit = t[-1] if t and t[-1] in "KMGT" else ""
+        try:
+            value = float(t[: len(t) - len(unit)]) * _UNITS[unit]
+        except ValueError:
+            value = -1.0
+    elif isinstance(size, (int, float, np.integer, np.floating)) and not isinstance(size, bool):
+        value = float(size)
+    else:
+        value = -1.0
+    if not 0 <= value < math.inf:
+        raise ValueError(f"memory must be a size such as 8G, 512M or 1000000 (bytes), got {size!r}")
+    return int(value)
+
+
+def format_bytes(n: int | float) -> str:
+    """``n`` bytes as text a person reads: ``"512 B"``, ``"3.4 KiB"``, ``"1.2 GiB"``."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
 
 
 def segment_count(n: int, segment: int = SEGMENT) -> int:

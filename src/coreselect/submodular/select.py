@@ -15,7 +15,13 @@ from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
 from coreselect.submodular.inputs import as_features
 from coreselect.submodular.kernels import METRICS, available_memory
-from coreselect.submodular.memory import KNN_BYTES_PER_ENTRY, dense_bytes, knn_bytes
+from coreselect.submodular.memory import (
+    KNN_BYTES_PER_ENTRY,
+    as_bytes,
+    dense_bytes,
+    format_bytes,
+    knn_bytes,
+)
 from coreselect.submodular.optimizers import OPTIMIZERS, GreedyResult
 from coreselect.submodular.partition import (
     GROUP_RULES,
@@ -37,7 +43,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}: {exc}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return dev
@@ -46,7 +55,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> str:
     """``dense`` when the ``n x n`` float32 matrix fits ``max_memory`` (default: half the
     memory available on ``device``), else ``knn``."""
-    limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
+    limit = max_memory if max_memory is not None else available_memory(device) // 2
     return "dense" if dense_bytes(n) <= limit else "knn"
 
 
@@ -57,12 +66,11 @@ def _neighbours(ng: int, kg: int, k_neighbors: int | None) -> int:
 
 
 def _check_knn_memory(
-    pools: list[tuple[int, int]], k_neighbors: int | None, device: torch.device, max_memory
+    pools: list[tuple[int, int]], k_neighbors: int | None, limit: int, limit_name: str
 ) -> None:
     """Raise a ValueError when the knn lists of the largest pool (``(size, budget)`` pairs,
-    run one at a time) would not fit ``max_memory`` (default: half the memory available),
-    rather than letting the process run out of memory."""
-    limit = int(max_memory) if max_memory is not None else available_memory(device) // 2
+    run one at a time) would not fit ``limit`` bytes (``limit_name`` says where it came
+    from), rather than letting the process run out of memory."""
     sizes = [(ng, _neighbours(ng, kg, k_neighbors)) for ng, kg in pools]
     need, n, K = max((knn_bytes(ng, K), ng, K) for ng, K in sizes)
     if need <= limit:
@@ -70,9 +78,9 @@ def _check_knn_memory(
     fit = (limit - knn_bytes(n, 0)) // (KNN_BYTES_PER_ENTRY * n)
     hint = f"k_neighbors={fit} would fit" if fit >= 1 else "no k_neighbors fits"
     raise ValueError(
-        f"knn mode needs about {need / 2**30:.1f} GiB for a pool of {n} points with "
-        f"k_neighbors={K}, more than the memory limit of {limit / 2**30:.1f} GiB "
-        f"({'max_memory' if max_memory is not None else 'half the memory available'}); "
+        f"knn mode needs about {format_bytes(need)} for a pool of {n} points with "
+        f"k_neighbors={K}, more than the memory limit of {format_bytes(limit)} "
+        f"({limit_name}); "
         f"{hint}. Pass a smaller k_neighbors, a larger max_memory, a smaller pool "
         "(labels split it), or mode='blockwise' (O(n) memory, but it recomputes rows: "
         "very slow at this size)"
@@ -96,7 +104,7 @@ def select(
     seed: int = 0,
     epsilon: float = 0.01,
     mode: str = "auto",
-    max_memory: int | None = None,
+    max_memory: int | str | None = None,
     group_budget: str = "proportional",
     k_neighbors: int | None = None,
     batch: int = 16,
@@ -128,7 +136,8 @@ def select(
         seed: seed of the stochastic optimizer's sampling.
         epsilon: stochastic greedy's ``epsilon`` (sample ``(n/k) log(1/epsilon)``).
         mode: ``auto``, ``dense``, ``blockwise`` or ``knn`` (memory mode, per pool).
-        max_memory: bytes the dense matrix may use (``auto`` mode; default half of the
+        max_memory: bytes the dense matrix may use, or a size such as ``"8G"`` (``auto``
+            mode; default half of the
             available memory on the device); also the limit of the grouped matrices and
             of the knn lists (about ``32 n K`` bytes while they are built): ``auto``
             mode, or ``knn`` with ``max_memory`` given, raises a ValueError naming a
@@ -173,8 +182,11 @@ def select(
         raise ValueError(f"batch must be at least 1, got {batch}")
     if k_neighbors is not None and int(k_neighbors) < 1:
         raise ValueError(f"k_neighbors must be at least 1, got {k_neighbors}")
-    if max_memory is not None and int(max_memory) < 0:
-        raise ValueError(f"max_memory must be a number of bytes >= 0, got {max_memory}")
+    if max_memory is not None:
+        try:
+            max_memory = as_bytes(max_memory)
+        except ValueError as exc:
+            raise ValueError(f"max_memory: {exc}") from exc
     k = resolve_budget(budget, n)
 
     if labels is None:
@@ -196,16 +208,20 @@ def select(
 
     dev = resolve_device(device)
     pool_max = max(m.size for m, b in zip(members, budgets) if b > 0)
-    used_mode = mode if mode != "auto" else choose_mode(pool_max, dev, max_memory)
+    limit = max_memory if max_memory is not None else available_memory(dev) // 2
+    used_mode = mode if mode != "auto" else choose_mode(pool_max, dev, limit)
     if mode == "dense" and max_memory is not None and dense_bytes(pool_max) > max_memory:
         raise ValueError(
-            f"dense mode needs {dense_bytes(pool_max) / 2**20:.0f} MiB for a pool of "
-            f"{pool_max}, more than max_memory={max_memory / 2**20:.0f} MiB"
+            f"dense mode needs {format_bytes(dense_bytes(pool_max))} for a pool of "
+            f"{pool_max} points, more than max_memory={format_bytes(max_memory)}"
         )
     live = [g for g, b in enumerate(budgets) if b > 0]
     if used_mode == "knn" and (mode == "auto" or max_memory is not None):
         _check_knn_memory(
-            [(members[g].size, budgets[g]) for g in live], k_neighbors, dev, max_memory
+            [(members[g].size, budgets[g]) for g in live],
+            k_neighbors,
+            limit,
+            "max_memory" if max_memory is not None else "half the memory available",
         )
     Xd = Xt.to(dev)
     grouped = (
@@ -214,8 +230,7 @@ def select(
         and used_mode == "dense"
         and optimizer in ("lazy", "stochastic")
         and len(live) >= 2
-        and _grouped.grouped_dense_bytes([members[g].size for g in live])
-        <= (int(max_memory) if max_memory is not None else available_memory(dev) // 2)
+        and _grouped.grouped_dense_bytes([members[g].size for g in live]) <= limit
     )
 
     streams: list[tuple[np.ndarray, np.ndarray]] = []
