@@ -432,3 +432,14 @@ def test_select_cli_reads_a_one_array_npz(tmp_path, capsys):
     args = parser.parse_args([*argv, "--out", str(out)])
     assert args.func(args) == 2
     assert "2 arrays (a, b)" in capsys.readouterr().err
+    # a text file, or an object array, is named as not numbers (numpy's words speak of pickles)
+    (tmp_path / "f.txt").write_text("1 2\n3 4\n")
+    np.save(tmp_path / "obj.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    for name in ("f.txt", "obj.npy"):
+        args = parser.parse_args(
+            ["select", str(tmp_path / name), "--budget", "1", "--out", str(out)]
+        )
+        assert args.func(args) == 2
+        err = capsys.readouterr().err
+        assert f"{name} is not a .npy file or .npz archive of numbers" in err
+        assert "pickle" not in err

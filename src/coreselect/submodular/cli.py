@@ -96,7 +96,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def _load_array(path: str) -> np.ndarray:
     """The array in a ``.npy`` file, or the only array of a ``.npz`` archive."""
-    data = np.load(path, allow_pickle=False)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as exc:  # numpy's own words speak of pickles for any other format
+        raise ValueError(f"{path} is not a .npy file or .npz archive of numbers") from exc
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if len(data.files) != 1:
