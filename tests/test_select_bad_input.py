@@ -145,3 +145,35 @@ def test_greedy_budgets_and_positions_are_checked():
     with pytest.raises(ValueError, match="candidates"):
         fl.marginal_gains([0], candidates=[3, 25])
     assert fl.evaluate([]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_engine_objects_refuse_what_they_cannot_use():
+    import torch
+
+    from coreselect.devices import resolve_device
+    from coreselect.submodular import FacilityLocation, lazy_greedy, stochastic_greedy
+    from coreselect.submodular.facility_location import make_oracle
+
+    # one device rule for select, FacilityLocation and the trainer
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for bad in ("tpu", "cuda:x", 3.5):
+        with pytest.raises(ValueError, match="unknown device"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            FacilityLocation(X, device="cuda")
+    else:
+        with pytest.raises(ValueError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(ValueError, match="unknown device"):
+        FacilityLocation(X, device="tpu")
+    with pytest.raises(ValueError, match="k_neighbors >= 1, got 0"):
+        FacilityLocation(X, mode="knn", k_neighbors=0)  # before: accepted, lists of 0
+    # a misspelt option is an error, not silently ignored
+    oracle = make_oracle(torch.as_tensor(X, dtype=torch.float32))
+    with pytest.raises(TypeError, match="espilon"):
+        stochastic_greedy(oracle, 3, espilon=0.5)
+    with pytest.raises(TypeError, match="max_bach"):
+        lazy_greedy(oracle, 3, max_bach=8)
+    with pytest.raises(TypeError, match="seed"):
+        FacilityLocation(X).maximize(3, optimizer="naive", seed=1)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from coreselect.devices import resolve_device
 from coreselect.submodular.inputs import as_features
 from coreselect.submodular.kernels import OnRows, prepare_features
 from coreselect.submodular.memory import (
@@ -63,8 +64,8 @@ def make_oracle(
     if mode == "blockwise":
         return BlockwiseOracle(F, batch=batch, on_rows=on_rows)
     if mode == "knn":
-        if k_neighbors is None:
-            raise ValueError("knn mode needs k_neighbors")
+        if k_neighbors is None or int(k_neighbors) < 1:
+            raise ValueError(f"knn mode needs k_neighbors >= 1, got {k_neighbors}")
         return KnnOracle(F, k_neighbors, on_rows=on_rows)
     raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
@@ -80,7 +81,7 @@ class FacilityLocation:
         metric: ``euclidean`` (``max_d - d``), ``rbf`` (``exp(-d/D)``) or ``cosine``
             (``max(cos, 0)``).
         mode: ``dense``, ``blockwise`` or ``knn``.
-        device: torch device (``"cpu"``, ``"cuda"``...).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``... (:func:`~coreselect.devices.resolve_device`).
         k_neighbors: ``K`` for ``knn`` mode.
     """
 
@@ -93,7 +94,7 @@ class FacilityLocation:
         k_neighbors: int | None = None,
     ) -> None:
         Xt = as_features(X)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.metric = metric
         self.mode = mode
         # float64 input stays float64 until prepare_features scales it (kernels.unit_scale)

@@ -43,7 +43,6 @@ def incremental_greedy(
     *,
     rel_tol: float = 1e-6,
     on_pick: OnPick | None = None,
-    **_: object,
 ) -> GreedyResult:
     """Exact greedy by incremental gain updates.
 

@@ -157,9 +157,7 @@ def _best(
 
 
 @_one_thread
-def naive_greedy(
-    oracle: CostOracle, k: int, *, on_pick: OnPick | None = None, **_: object
-) -> GreedyResult:
+def naive_greedy(oracle: CostOracle, k: int, *, on_pick: OnPick | None = None) -> GreedyResult:
     """Naive greedy: recompute all gains every step.
 
     Args:
@@ -197,7 +195,6 @@ def lazy_greedy(
     batch: int = LAZY_BATCH,
     max_batch: int = LAZY_MAX_BATCH,
     on_pick: OnPick | None = None,
-    **_: object,
 ) -> GreedyResult:
     """Exact lazy greedy with batched re-evaluation of stale bounds.
 
@@ -433,7 +430,6 @@ def stochastic_greedy(
     seed: int = 0,
     chunk: int = 8,
     on_pick: OnPick | None = None,
-    **_: object,
 ) -> GreedyResult:
     """Stochastic ("lazier than lazy") greedy.
 

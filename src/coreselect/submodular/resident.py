@@ -152,7 +152,7 @@ def _capture(state: _Resident, steps: int) -> torch.cuda.CUDAGraph | None:
 
 
 def resident_lazy_greedy(
-    oracle: DenseOracle, k: int, *, on_pick: OnPick | None = None, **_: object
+    oracle: DenseOracle, k: int, *, on_pick: OnPick | None = None
 ) -> GreedyResult:
     """Exact lazy greedy whose steps run on the device without host round trips.
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from coreselect.coreset import Coreset
+from coreselect.devices import resolve_device
 from coreselect.submodular import grouped as _grouped
 from coreselect.submodular.cells import SEGMENT, cell_order, unpermute
 from coreselect.submodular.facility_location import MODES, default_k_neighbors, make_oracle
@@ -37,19 +38,6 @@ from coreselect.submodular.weights import (
 )
 
 __all__ = ["select", "resolve_device", "choose_mode"]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> str:

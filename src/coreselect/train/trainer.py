@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coreselect.data import Splits
+from coreselect.devices import resolve_device
 from coreselect.methods.base import EpochStrategy, StepStrategy, Strategy, TrainPlan
 from coreselect.progress import ProgressBar
 from coreselect.train.clock import PhaseTimer
@@ -38,16 +39,6 @@ class NonFiniteLossError(RuntimeError):
     def __init__(self, message: str, record: RunRecord):
         super().__init__(message)
         self.record = record
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return dev
 
 
 def step_budget(examples_per_epoch: float, epochs: int, batch_size: int) -> tuple[int, int]:
