@@ -40,10 +40,10 @@ from coreselect.submodular.weights import (
 __all__ = ["select", "resolve_device", "choose_mode"]
 
 
-def choose_mode(n: int, device: torch.device, max_memory: int | None = None) -> str:
-    """``dense`` when the ``n x n`` float32 matrix fits ``max_memory`` (default: half the
-    memory available on ``device``), else ``knn``."""
-    limit = max_memory if max_memory is not None else available_memory(device) // 2
+def choose_mode(n: int, device: torch.device, max_memory: int | str | None = None) -> str:
+    """``dense`` when the ``n x n`` float32 matrix fits ``max_memory`` (bytes or a size such
+    as ``"8G"``; default: half the memory available on ``device``), else ``knn``."""
+    limit = as_bytes(max_memory) if max_memory is not None else available_memory(device) // 2
     return "dense" if dense_bytes(n) <= limit else "knn"
 
 
@@ -124,12 +124,12 @@ def select(
         seed: seed of the stochastic optimizer's sampling.
         epsilon: stochastic greedy's ``epsilon`` (sample ``(n/k) log(1/epsilon)``).
         mode: ``auto``, ``dense``, ``blockwise`` or ``knn`` (memory mode, per pool).
-        max_memory: bytes the dense matrix may use, or a size such as ``"8G"`` (``auto``
-            mode; default half of the
-            available memory on the device); also the limit of the grouped matrices and
-            of the knn lists (about ``32 n K`` bytes while they are built): ``auto``
-            mode, or ``knn`` with ``max_memory`` given, raises a ValueError naming a
-            ``k_neighbors`` that fits rather than run out of memory.
+        max_memory: bytes the dense matrix may use, or a size such as ``"8G"``
+            (``auto`` mode; default half of the available memory on the device); also
+            the limit of the grouped matrices and of the knn lists (about ``32 n K``
+            bytes while they are built): ``auto`` mode, or ``knn`` with ``max_memory``
+            given, raises a ValueError naming a ``k_neighbors`` that fits rather than
+            run out of memory.
         group_budget: ``proportional`` (sums exactly to the budget) or ``equal``.
         k_neighbors: neighbours per point in ``knn`` mode (default ``max(32, 4 n / k)``).
         batch: initial lazy-evaluation batch.
