@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -451,13 +452,38 @@ def test_rbf_at_extreme_scales_matches_float64():
         d = np.sqrt(((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1))
         want = _greedy_cost64(-np.expm1(-d / 3), 1.0, 4)
         for mode, opt, _ in SCALE_CASES[:3] + SCALE_CASES[4:]:
-            got = select(Y, 4, metric="rbf", mode=mode, optimizer=opt, device="cpu")
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                got = select(Y, 4, metric="rbf", mode=mode, optimizer=opt, device="cpu")
+            # features spread far wider than D are flagged (here all similarities are 0 in
+            # float64 too, so the picks are still right: all ties)
+            assert any("cannot resolve" in str(w.message) for w in seen) == (scale >= 1e3)
             if opt != "stochastic":
                 assert got.indices.tolist() == want, (scale, mode, opt)
             assert np.isfinite(got.objective) and np.isfinite(got.gains).all()
-        fl = FacilityLocation(Y, metric="rbf")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # asserted above
+            fl = FacilityLocation(Y, metric="rbf")
         S = np.exp(-d / 3)
         assert fl.evaluate(want) == pytest.approx(S[:, want].max(axis=1).sum(), rel=1e-6)
+
+
+def test_rbf_warns_where_float32_cannot_resolve_it():
+    """Points spread far wider than the rbf bandwidth D: only near pairs have similarities
+    above 0, and float32 squared distances cannot resolve them (a pick of float64 gain 1.003
+    was taken over one of 1.105): a warning says so; standardized features, features a few
+    times wider than D, and euclidean raise none."""
+    rng = np.random.default_rng(3)
+    X = np.sort(rng.uniform(-3e5, 3e5, size=(200, 1)), axis=0)
+    X[1::2] = X[::2] + rng.uniform(0.5, 3.0, size=(100, 1))  # pairs 0.5 to 3 apart
+    with pytest.warns(UserWarning, match=r"D = 1: .*float32 cannot resolve"):
+        select(X, 10, metric="rbf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        select((X - X.mean()) / X.std(), 10, metric="rbf")
+        select(rng.normal(size=(500, 64)) * 3.0, 10, metric="rbf")
+        select(rng.normal(size=(12, 1)) * 10.0, 3, metric="rbf")
+        select(X, 10, metric="euclidean")
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "rbf"])
