@@ -50,7 +50,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import torch
 
@@ -139,18 +139,29 @@ def run_blocks(fn, starts, workers: int) -> None:
     workers = min(workers, len(starts))
     lock = threading.Lock()
     it = iter(starts)
+    stop = threading.Event()  # set by a failed block: no thread takes another one
 
     def loop(w: int) -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 s = next(it, None)
             if s is None:
                 return
-            fn(s, w)
+            try:
+                fn(s, w)
+            except BaseException:
+                stop.set()
+                raise
 
     with single_thread():
         futures = [_pool(workers - 1).submit(loop, w) for w in range(1, workers)]
-        loop(0)
+        try:
+            loop(0)
+        finally:
+            # also when this thread failed (a KeyboardInterrupt too): wait for the blocks
+            # still running, so that none writes to the caller's memory (the reusable
+            # workspace) after this returns or raises
+            wait(futures)
         for f in futures:
             f.result()
 
