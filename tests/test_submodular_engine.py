@@ -262,6 +262,49 @@ def test_select_lazy_equals_select_naive_on_random_pools(metric):
         assert a.objective == b.objective
 
 
+def test_objects_alive_together_keep_their_own_matrices():
+    # FacilityLocation (and make_oracle) built their matrices in the one reusable
+    # workspace, so building a second silently changed the first one's values
+    rng = np.random.default_rng(5)
+    X1, X2 = rng.normal(size=(60, 3)), rng.normal(size=(50, 4)) * 5  # X2 fits in X1's buffer
+    fl1 = FacilityLocation(X1)
+    before = (fl1.evaluate([0, 1, 2]), fl1.marginal_gains([0]).copy())
+    fl2 = FacilityLocation(X2)
+    assert fl1.evaluate([0, 1, 2]) == before[0]
+    assert np.array_equal(fl1.marginal_gains([0]), before[1])
+    assert fl2.evaluate([0]) == FacilityLocation(X2).evaluate([0])
+
+
+def test_selections_from_threads_at_once_equal_one_at_a_time():
+    # select builds in the per-device workspace: two threads at once overwrote each
+    # other's matrix (one crashed on an empty argmin); they now take turns
+    import threading
+
+    rng = np.random.default_rng(6)
+    pools = [rng.normal(size=(3000, 6)) * s for s in (1.0, 3.0, 0.5)]
+    labels = rng.integers(0, 3, 3000)
+    calls = [dict(budget=300), dict(budget=200, labels=labels), dict(budget=250)]
+    want = [select(X, **kw).indices for X, kw in zip(pools, calls)]
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def run(i):
+        try:
+            got[i] = select(pools[i], **calls[i]).indices
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    for _ in range(2):
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        for i in range(3):
+            assert np.array_equal(got[i], want[i]), i
+
+
 def test_a_fresh_workspace_is_claimed_once_and_touching_changes_nothing():
     from coreselect.submodular.kernels import (
         build_dense,

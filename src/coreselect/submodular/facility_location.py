@@ -37,6 +37,7 @@ def make_oracle(
     batch: int = 64,
     segment: int | None = None,
     on_rows: OnRows | None = None,
+    reuse_workspace: bool = False,
 ) -> CostOracle:
     """Build the cost oracle of one pool.
 
@@ -51,6 +52,9 @@ def make_oracle(
         on_rows: optional progress callback, called (possibly from worker threads) with the
             number of points whose rows (dense, blockwise's first pass) or neighbour lists
             (knn) were just built; they add up to ``n``.
+        reuse_workspace: dense only: build into the per-device reusable workspace (see
+            :class:`~coreselect.submodular.memory.DenseOracle`); the default gives the
+            oracle memory of its own, so that oracles alive together stay independent.
 
     Returns:
         a :class:`~coreselect.submodular.memory.CostOracle`. Its costs, ``c0`` and gains
@@ -60,7 +64,9 @@ def make_oracle(
     """
     F = prepare_features(X, metric)
     if mode == "dense":
-        return DenseOracle(F, batch=batch, segment=segment, on_rows=on_rows)
+        return DenseOracle(
+            F, batch=batch, segment=segment, on_rows=on_rows, reuse_workspace=reuse_workspace
+        )
     if mode == "blockwise":
         return BlockwiseOracle(F, batch=batch, on_rows=on_rows)
     if mode == "knn":

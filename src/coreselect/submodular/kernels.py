@@ -605,6 +605,21 @@ def populate(t: torch.Tensor) -> bool:
     return True
 
 
+_WS_USERS: dict[str, threading.RLock] = {}
+
+
+def workspace_lock(device: torch.device | str = "cpu") -> threading.RLock:
+    """The lock to hold while building into and reading the workspace of ``device``.
+
+    :func:`workspace` hands out views of one buffer per device, so two users at a time
+    (two threads selecting at once) would overwrite each other's matrix; ``select`` holds
+    this lock from its build to its last read, and a second caller waits for it.
+    """
+    key = str(torch.device(device))
+    with _WS_LOCK:
+        return _WS_USERS.setdefault(key, threading.RLock())
+
+
 def claim_fresh(device: torch.device | str = "cpu") -> bool:
     """True once after the CPU workspace of ``device`` was (re)allocated, False after.
 

@@ -264,6 +264,10 @@ class DenseOracle(_RowOracle):
         F: prepared features (``n`` points).
         batch: rows evaluated per gathered block.
         segment: optional segment width (columns).
+        reuse_workspace: build into the per-device reusable workspace (``select``, which
+            holds :func:`~coreselect.submodular.kernels.workspace_lock` meanwhile) rather
+            than memory of its own: no first touch on a repeated call, but the next oracle
+            built so overwrites this one's matrix.
     """
 
     mode = "dense"
@@ -276,6 +280,7 @@ class DenseOracle(_RowOracle):
         batch: int = 64,
         segment: int | None = None,
         on_rows: OnRows | None = None,
+        reuse_workspace: bool = False,
     ) -> None:
         n = F.n
         super().__init__(n, F.X.device, batch)
@@ -286,11 +291,11 @@ class DenseOracle(_RowOracle):
             self.segment = int(segment)
             self.nseg = segment_count(n, self.segment)
             width = self.nseg * self.segment
-            full = workspace(n * width, F.X.device).view(n, width)
+            buf, touch = self._buffer(n * width, reuse_workspace)
+            full = buf.view(n, width)
             self.segments = full.view(n * self.nseg, self.segment)
             self.segment_min = torch.empty((n, self.nseg), dtype=torch.float32, device=self.device)
             self.C = full[:, :n]
-            touch = claim_fresh(self.device)
             rowsum, c0 = build_dense(
                 F, full, segment_min=self.segment_min, touch=touch, on_rows=on_rows
             )
@@ -300,11 +305,22 @@ class DenseOracle(_RowOracle):
                 self._smin = self.segment_min.numpy()
         else:
             self.segment_min = None
-            self.C = workspace(n * n, F.X.device).view(n, n)
-            rowsum, c0 = build_dense(F, self.C, touch=claim_fresh(self.device), on_rows=on_rows)
+            buf, touch = self._buffer(n * n, reuse_workspace)
+            self.C = buf.view(n, n)
+            rowsum, c0 = build_dense(F, self.C, touch=touch, on_rows=on_rows)
         self.c0 = c0
         # first-step gains sum_i (c0 - c_ij), in float64 from the float32 row sums
         self.g0 = n * c0 - rowsum
+
+    def _buffer(self, numel: int, reuse_workspace: bool) -> tuple[torch.Tensor, bool]:
+        """The matrix's memory and whether the build should map its pages first: the
+        per-device workspace (reused across calls; the caller holds
+        :func:`~coreselect.submodular.kernels.workspace_lock` until it drops this oracle),
+        or a buffer of this oracle's own (fresh memory, mapped block by block on CPU)."""
+        if reuse_workspace:
+            return workspace(numel, self.device), claim_fresh(self.device)
+        buf = torch.empty(numel, dtype=torch.float32, device=self.device)
+        return buf, self.device.type == "cpu"
 
     def rows_into(self, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Gather cost rows ``idx`` ``(m,)`` into ``out[:m]`` (``(m, n)``) and return it."""
