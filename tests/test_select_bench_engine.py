@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from coreselect.bench.engine import load_features, pool_max_distance, register, rescore
 
@@ -155,6 +156,14 @@ def test_apricot64_mt_anchor_gives_numba_the_threads_and_holds_blas_to_one(tmp_p
     assert "lazy_vs_apricot_features_f64_cold_1thread" not in res["ratios"]
 
 
+def test_a_failed_worker_prints_its_exception():
+    from coreselect.bench.engine import _error_line
+
+    tail = "Traceback (most recent call last):\n  File 'w.py'\n    ^^^^^\nValueError: no CUDA\n"
+    assert _error_line(f"exit 1 after 2 s: {tail}") == "exit 1 after 2 s: ValueError: no CUDA"
+    assert _error_line("timed out after 30 s") == "timed out after 30 s"
+
+
 @pytest.mark.parametrize(
     "flags, needle",
     [
@@ -164,7 +173,10 @@ def test_apricot64_mt_anchor_gives_numba_the_threads_and_holds_blas_to_one(tmp_p
         (["--threads", "0"], "--threads must be at least 1"),
         (["--epsilon", "0"], "--epsilon must be in"),
         (["--ours", "lazy,bogus"], "unknown --ours entry 'bogus'"),
-    ],
+        # before: every configuration's worker failed in turn, and a result was written
+        (["--device", "tpu"], "--device: unknown device 'tpu'"),
+    ]
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "CUDA is not available")]),
 )
 def test_bad_bench_arguments_exit_2_before_any_work(tmp_path, capsys, flags, needle):
     """Before, these raised ZeroDivisionError or KeyError, or wrote a result anyway."""

@@ -565,7 +565,23 @@ def _bad_arguments(args: argparse.Namespace, compare: list[str], ours: list[str]
     ]
     checks += [(c in ANCHORS, f"unknown anchor {c!r} ({', '.join(ANCHORS)})") for c in compare]
     checks += [(o in OURS, f"unknown --ours entry {o!r} ({', '.join(OURS)})") for o in ours]
-    return next((msg for ok, msg in checks if not ok), None)
+    problem = next((msg for ok, msg in checks if not ok), None)
+    if problem is None:  # before any worker starts, not once per configuration
+        from coreselect.devices import resolve_device
+
+        try:
+            resolve_device(args.device)
+        except ValueError as exc:
+            problem = f"--device: {exc}"
+    return problem
+
+
+def _error_line(error: str) -> str:
+    """A worker's error (``"exit 1 after 2 s: <stderr tail>"``) as one line for the
+    console: its head and the last line of the tail, the exception (the JSON keeps all)."""
+    head, _, tail = error.partition(": ")
+    lines = [line for line in tail.strip().splitlines() if line.strip()]
+    return f"{head}: {lines[-1].strip()}" if lines else error
 
 
 def run_engine_bench(args: argparse.Namespace) -> int:
@@ -718,7 +734,7 @@ def run_engine_bench(args: argparse.Namespace) -> int:
             row["error"] = res["error"]
             print(
                 f"  {row['impl']:>10} {row['optimizer']:<10} {row['mode']:<11} "
-                f"t={row['threads']}  ERROR {res['error'][:200]}",
+                f"t={row['threads']}  ERROR {_error_line(res['error'])[:300]}",
                 flush=True,
             )
             runs.append(row)
