@@ -28,3 +28,17 @@ def test_invalid_coresets_are_refused():
         Coreset(np.array([1, 2]), np.ones(3))
     with pytest.raises(FileNotFoundError):
         Coreset.load("/nonexistent/c.npz")
+
+
+def test_loading_what_is_not_a_coreset_names_the_file(tmp_path):
+    # numpy's message for a text file spoke of pickled data; a .npy raised AttributeError
+    (tmp_path / "notes.npz").write_text("not an archive")
+    np.save(tmp_path / "array.npy", np.arange(3))
+    np.savez(tmp_path / "other.npz", a=np.arange(3))
+    for name, why in [
+        ("notes.npz", r"not an \.npz archive"),
+        ("array.npy", "a single array"),
+        ("other.npz", "needs 'indices' and 'weights'"),
+    ]:
+        with pytest.raises(ValueError, match=rf"{name} is not a coreset file \(.*{why}"):
+            Coreset.load(tmp_path / name)

@@ -75,7 +75,13 @@ class Coreset:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no coreset file at {path}")
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except ValueError as exc:  # numpy's own words speak of pickles for any other format
+            raise ValueError(f"{path} is not a coreset file (not an .npz archive)") from exc
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} is not a coreset file (a single array, not an .npz archive)")
+        with z:
             if "indices" not in z or "weights" not in z:
                 raise ValueError(f"{path} is not a coreset file (needs 'indices' and 'weights')")
             objective = float(z["objective"]) if "objective" in z else float("nan")
