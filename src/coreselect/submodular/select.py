@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -81,6 +81,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _one_at_a_time_per_device(fn):
+    """Hold the device's workspace lock around ``select``: the dense modes build in the one
+    reusable workspace per device, so calls from several threads take turns instead of
+    overwriting each other's matrix."""
+
+    @functools.wraps(fn)
+    def wrapper(X, budget, *, device: str | torch.device = "auto", **kwargs):
+        with workspace_lock(resolve_device(device)):
+            return fn(X, budget, device=device, **kwargs)
+
+    return wrapper
+
+
+@_one_at_a_time_per_device
 def select(
     X: np.ndarray | torch.Tensor,
     budget: int | float,
@@ -253,120 +267,116 @@ def select(
 
         return on_rows
 
-    # the dense modes build into the reusable workspace: one select at a time per device
-    # (concurrent calls from threads wait here instead of overwriting each other's matrix)
-    held = workspace_lock(dev) if used_mode == "dense" else contextlib.nullcontext()
-    with held:
-        if grouped:
-            _sync(dev)
-            t0 = time.perf_counter()
+    if grouped:
+        _sync(dev)
+        t0 = time.perf_counter()
+        report("kernel")
+        data = _grouped.build_grouped_dense(Xd, [members[g] for g in live], metric)
+        _sync(dev)
+        t1 = time.perf_counter()
+        gstats: dict = {}
+        live_budgets = [budgets[g] for g in live]
+        if optimizer == "lazy":
+            res_all = _grouped.grouped_lazy_greedy(
+                data, live_budgets, batch=batch, stats=gstats, on_pick=on_pick
+            )
+        else:  # the seeds and draw orders of the one-group-at-a-time path
+            orders = [
+                cell_order(Xd[torch.as_tensor(members[g], device=dev)], SEGMENT, metric=metric)
+                if dev.type == "cpu"
+                else None
+                for g in live
+            ]
+            res_all = _grouped.grouped_stochastic_greedy(
+                data,
+                live_budgets,
+                epsilon=float(epsilon),
+                seeds=[int(seed) + g for g in live],
+                orders=orders,
+                stats=gstats,
+                on_pick=on_pick,
+            )
+        _sync(dev)
+        kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
+        done = dict(zip(live, zip(res_all, data.c0, data.cost_scale)))
+        rounds = gstats["rounds"]
+        del data
+    for g, (mem, kg) in enumerate(zip(members, budgets)):
+        if kg == 0:
+            streams.append((np.zeros(0, np.int64), np.zeros(0)))
+            raws.append(np.zeros(0))
+            continue
+        ng = mem.size
+        _sync(dev)
+        t0 = time.perf_counter()
+        if g in done:
+            res, c0, scale = done[g]
+            t1 = t2 = t0
+        else:
             report("kernel")
-            data = _grouped.build_grouped_dense(Xd, [members[g] for g in live], metric)
+            Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
+            K = None
+            if used_mode == "knn":
+                K = _neighbours(ng, kg, k_neighbors)
+                neighbors_used.append(K)
+            perm = None
+            if used_mode == "dense" and dev.type == "cpu":
+                # cell order + segmented matrix: gains read only the segments that can
+                # matter; lazy runs the exact incremental greedy (CPU only: its per-pick
+                # bookkeeping runs on numpy views). naive runs on
+                # the same layout: the same float32 costs and row sums, so lazy returns
+                # its picks exactly (on the given order they round differently)
+                perm = cell_order(Xg, SEGMENT, metric=metric)
+                oracle = make_oracle(
+                    Xg[perm],
+                    metric,
+                    used_mode,
+                    segment=SEGMENT,
+                    on_rows=rows(ng),
+                    reuse_workspace=True,
+                )
+                oracle.ids = perm
+            else:
+                oracle = make_oracle(
+                    Xg,
+                    metric,
+                    used_mode,
+                    k_neighbors=K,
+                    on_rows=rows(ng),
+                    reuse_workspace=True,
+                )
+            c0, scale = oracle.c0, oracle.cost_scale
             _sync(dev)
             t1 = time.perf_counter()
-            gstats: dict = {}
-            live_budgets = [budgets[g] for g in live]
-            if optimizer == "lazy":
-                res_all = _grouped.grouped_lazy_greedy(
-                    data, live_budgets, batch=batch, stats=gstats, on_pick=on_pick
-                )
-            else:  # the seeds and draw orders of the one-group-at-a-time path
-                orders = [
-                    cell_order(Xd[torch.as_tensor(members[g], device=dev)], SEGMENT, metric=metric)
-                    if dev.type == "cpu"
-                    else None
-                    for g in live
-                ]
-                res_all = _grouped.grouped_stochastic_greedy(
-                    data,
-                    live_budgets,
-                    epsilon=float(epsilon),
-                    seeds=[int(seed) + g for g in live],
-                    orders=orders,
-                    stats=gstats,
-                    on_pick=on_pick,
-                )
-            _sync(dev)
-            kernel_s, greedy_s = t1 - t0, time.perf_counter() - t1
-            done = dict(zip(live, zip(res_all, data.c0, data.cost_scale)))
-            rounds = gstats["rounds"]
-            del data
-        for g, (mem, kg) in enumerate(zip(members, budgets)):
-            if kg == 0:
-                streams.append((np.zeros(0, np.int64), np.zeros(0)))
-                raws.append(np.zeros(0))
-                continue
-            ng = mem.size
-            _sync(dev)
-            t0 = time.perf_counter()
-            if g in done:
-                res, c0, scale = done[g]
-                t1 = t2 = t0
-            else:
-                report("kernel")
-                Xg = Xd if ng == n else Xd[torch.as_tensor(mem, device=dev)]
-                K = None
-                if used_mode == "knn":
-                    K = _neighbours(ng, kg, k_neighbors)
-                    neighbors_used.append(K)
-                perm = None
-                if used_mode == "dense" and dev.type == "cpu":
-                    # cell order + segmented matrix: gains read only the segments that can
-                    # matter; lazy runs the exact incremental greedy (CPU only: its per-pick
-                    # bookkeeping runs on numpy views). naive runs on
-                    # the same layout: the same float32 costs and row sums, so lazy returns
-                    # its picks exactly (on the given order they round differently)
-                    perm = cell_order(Xg, SEGMENT, metric=metric)
-                    oracle = make_oracle(
-                        Xg[perm],
-                        metric,
-                        used_mode,
-                        segment=SEGMENT,
-                        on_rows=rows(ng),
-                        reuse_workspace=True,
-                    )
-                    oracle.ids = perm
-                else:
-                    oracle = make_oracle(
-                        Xg,
-                        metric,
-                        used_mode,
-                        k_neighbors=K,
-                        on_rows=rows(ng),
-                        reuse_workspace=True,
-                    )
-                c0, scale = oracle.c0, oracle.cost_scale
-                _sync(dev)
-                t1 = time.perf_counter()
-                kwargs = {"batch": batch} if optimizer == "lazy" else {}
-                if optimizer == "stochastic":
-                    kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
-                res = OPTIMIZERS[optimizer](oracle, kg, on_pick=on_pick, **kwargs)
-                before += kg
-                if perm is not None:
-                    res = unpermute(res, perm)
-                prepared = oracle.F if used_mode == "knn" else None  # for the knn weights
-                if used_mode == "knn":
-                    cells_searched.append(oracle.cells_searched)
-                del oracle
-                _sync(dev)
-                t2 = time.perf_counter()
-            evaluations += res.evaluations
+            kwargs = {"batch": batch} if optimizer == "lazy" else {}
+            if optimizer == "stochastic":
+                kwargs = {"epsilon": float(epsilon), "seed": int(seed) + g}
+            res = OPTIMIZERS[optimizer](oracle, kg, on_pick=on_pick, **kwargs)
+            before += kg
+            if perm is not None:
+                res = unpermute(res, perm)
+            prepared = oracle.F if used_mode == "knn" else None  # for the knn weights
             if used_mode == "knn":
-                pos, cost = nearest_assignment(prepared, res.picks)
-            else:
-                pos = assignment_from_picks(res.assign, res.picks, ng)
-                cost = res.dcur
-            raw = cluster_sizes(pos, kg)
-            # costs and gains are in the pool's scaled units (kernels.unit_scale): * scale
-            objective += scale * float(ng * c0 - cost.to(torch.float64).sum().item())
+                cells_searched.append(oracle.cells_searched)
+            del oracle
             _sync(dev)
-            t3 = time.perf_counter()
-            kernel_s += t1 - t0
-            greedy_s += t2 - t1
-            weights_s += t3 - t2
-            streams.append((mem[res.picks.cpu().numpy()], scale * res.gains.cpu().numpy()))
-            raws.append(raw.cpu().numpy())
+            t2 = time.perf_counter()
+        evaluations += res.evaluations
+        if used_mode == "knn":
+            pos, cost = nearest_assignment(prepared, res.picks)
+        else:
+            pos = assignment_from_picks(res.assign, res.picks, ng)
+            cost = res.dcur
+        raw = cluster_sizes(pos, kg)
+        # costs and gains are in the pool's scaled units (kernels.unit_scale): * scale
+        objective += scale * float(ng * c0 - cost.to(torch.float64).sum().item())
+        _sync(dev)
+        t3 = time.perf_counter()
+        kernel_s += t1 - t0
+        greedy_s += t2 - t1
+        weights_s += t3 - t2
+        streams.append((mem[res.picks.cpu().numpy()], scale * res.gains.cpu().numpy()))
+        raws.append(raw.cpu().numpy())
 
     idx, gains, gof = merge_by_gain(streams)
     # weights in merged order: position of each pick inside its group's stream
